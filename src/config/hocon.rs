@@ -1,0 +1,1 @@
+//! HOCON loading (placeholder).

@@ -1,0 +1,238 @@
+//! A contiguous store of opaque byte entries: one buffer for the bytes and one for the end
+//! offsets, so a batch of N entries costs two allocations, not N.
+
+use serde::{Deserialize, Serialize};
+
+/// A sequence of opaque entries stored back to back.
+///
+/// Entry `i` is `data[ends[i-1]..ends[i]]` (with `ends[-1] = 0`).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "EntriesRaw")]
+pub struct Entries {
+    #[serde(with = "bytes_field")]
+    data: Vec<u8>,
+    ends: Vec<u64>,
+}
+
+/// The unchecked shape of [`Entries`] on the wire; converted with validation.
+#[derive(Deserialize)]
+struct EntriesRaw {
+    #[serde(with = "bytes_field")]
+    data: Vec<u8>,
+    ends: Vec<u64>,
+}
+
+impl TryFrom<EntriesRaw> for Entries {
+    type Error = &'static str;
+    fn try_from(r: EntriesRaw) -> Result<Self, Self::Error> {
+        Entries::from_parts(r.data, r.ends).ok_or("entry offsets do not match the entry bytes")
+    }
+}
+
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Entries({} entries, {} bytes)", self.len(), self.data.len())
+    }
+}
+
+impl Entries {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty batch with room for `entries` entries of `bytes` bytes in total.
+    pub fn with_capacity(entries: usize, bytes: usize) -> Self {
+        Entries {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(entries),
+        }
+    }
+
+    /// Builds a batch from raw parts. Returns `None` unless `ends` is non-decreasing and its
+    /// last value equals `data.len()` (an empty `ends` requires empty `data`).
+    pub fn from_parts(data: Vec<u8>, ends: Vec<u64>) -> Option<Self> {
+        let mut prev = 0u64;
+        for &e in &ends {
+            if e < prev {
+                return None;
+            }
+            prev = e;
+        }
+        if prev != data.len() as u64 {
+            return None;
+        }
+        Some(Entries { data, ends })
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Total payload bytes.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Appends one entry (copies the bytes).
+    pub fn push(&mut self, entry: &[u8]) {
+        self.data.extend_from_slice(entry);
+        self.ends.push(self.data.len() as u64);
+    }
+
+    /// Appends all entries of `other`.
+    pub fn extend_from(&mut self, other: &Entries) {
+        let base = self.data.len() as u64;
+        self.data.extend_from_slice(&other.data);
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+    }
+
+    /// Appends entries `from..to` of `other` (indexes into `other`).
+    pub fn extend_from_range(&mut self, other: &Entries, from: usize, to: usize) {
+        let to = to.min(other.len());
+        if from >= to {
+            return;
+        }
+        let start = other.start_of(from);
+        let end = other.ends[to - 1] as usize;
+        let base = self.data.len() as u64 - start as u64;
+        self.data.extend_from_slice(&other.data[start..end]);
+        self.ends
+            .extend(other.ends[from..to].iter().map(|e| e + base));
+    }
+
+    /// A copy of entries `from..to`.
+    pub fn slice(&self, from: usize, to: usize) -> Entries {
+        let mut out = Entries::new();
+        out.extend_from_range(self, from, to);
+        out
+    }
+
+    /// Entry `i`, or `None` past the end.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(i)? as usize;
+        Some(&self.data[self.start_of(i)..end])
+    }
+
+    /// Iterates over the entries.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
+        (0..self.len()).map(move |i| {
+            let end = self.ends[i] as usize;
+            &self.data[self.start_of(i)..end]
+        })
+    }
+
+    /// Drops all entries from index `len` on.
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len() {
+            return;
+        }
+        let end = if len == 0 {
+            0
+        } else {
+            self.ends[len - 1] as usize
+        };
+        self.data.truncate(end);
+        self.ends.truncate(len);
+    }
+
+    /// Drops the first `n` entries (moves the rest down).
+    pub fn drain_front(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if n >= self.len() {
+            self.clear();
+            return;
+        }
+        let cut = self.ends[n - 1];
+        self.data.drain(..cut as usize);
+        self.ends.drain(..n);
+        for e in &mut self.ends {
+            *e -= cut;
+        }
+    }
+
+    /// Removes every entry, keeping the allocations.
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+
+    /// The raw payload bytes of all entries, back to back.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The end offset of every entry in [`Entries::data`].
+    pub fn ends(&self) -> &[u64] {
+        &self.ends
+    }
+
+    fn start_of(&self, i: usize) -> usize {
+        if i == 0 {
+            0
+        } else {
+            self.ends[i - 1] as usize
+        }
+    }
+}
+
+/// Serializes a `Vec<u8>` as one byte string (a length and a memcpy) instead of a sequence
+/// of integers.
+mod bytes_field {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+        }
+        d.deserialize_byte_buf(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_get_truncate_drain() {
+        let mut e = Entries::new();
+        e.push(b"a");
+        e.push(b"");
+        e.push(b"ccc");
+        assert_eq!(e.len(), 3);
+        assert_eq!(e.get(2), Some(&b"ccc"[..]));
+        assert_eq!(e.get(1), Some(&b""[..]));
+        let s = e.slice(1, 3);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![&b""[..], &b"ccc"[..]]);
+        e.drain_front(1);
+        assert_eq!(e.iter().collect::<Vec<_>>(), vec![&b""[..], &b"ccc"[..]]);
+        e.truncate(1);
+        assert_eq!(e.len(), 1);
+        assert_eq!(e.byte_len(), 0);
+        assert!(Entries::from_parts(vec![1, 2], vec![3]).is_none());
+        assert!(Entries::from_parts(vec![1, 2], vec![2, 1]).is_none());
+        assert!(Entries::from_parts(vec![1, 2], vec![1, 2]).is_some());
+    }
+}

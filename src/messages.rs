@@ -1,0 +1,191 @@
+//! The protocol messages of Ballot Leader Election and Sequence Paxos.
+//!
+//! These are plain data; [`crate::wire`] is the only place that turns them into bytes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::entries::Entries;
+
+/// A server id. `0` is never a valid pid.
+pub type NodeId = u64;
+
+/// A ballot `(n, priority, pid)`, ordered lexicographically in that order.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Ballot {
+    /// The round number.
+    pub n: u32,
+    /// The leader priority of the server that owns the ballot (higher wins ties on `n`).
+    pub priority: u32,
+    /// The server that owns the ballot.
+    pub pid: NodeId,
+}
+
+impl Ballot {
+    /// A ballot.
+    pub fn new(n: u32, priority: u32, pid: NodeId) -> Self {
+        Ballot { n, priority, pid }
+    }
+}
+
+/// The last entry of a configuration: once decided, the configuration accepts no more
+/// entries and the servers move to `next_config_id` with `nodes`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopSign {
+    /// The id of the next configuration.
+    pub next_config_id: u32,
+    /// The servers of the next configuration.
+    pub nodes: Vec<NodeId>,
+    /// Opaque user metadata.
+    pub metadata: Vec<u8>,
+}
+
+/// A message between two servers of one configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// What it says.
+    pub body: Body,
+}
+
+/// The payload of a [`Message`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Body {
+    /// Ballot Leader Election.
+    Ble(BleMessage),
+    /// Sequence Paxos.
+    Paxos(PaxosMessage),
+}
+
+/// Ballot Leader Election messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BleMessage {
+    /// "Are you there?" for heartbeat round `round`.
+    HeartbeatRequest {
+        /// The sender's heartbeat round.
+        round: u32,
+    },
+    /// The answer: the replier's own ballot and whether it is quorum-connected. The leader's
+    /// identity is never part of it.
+    HeartbeatReply {
+        /// The round being answered.
+        round: u32,
+        /// The replier's own ballot.
+        ballot: Ballot,
+        /// Whether the replier heard from a majority in its last round.
+        quorum_connected: bool,
+    },
+}
+
+/// Sequence Paxos messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaxosMessage {
+    /// A follower asks the leader of `n` for a Prepare (after recovery or a leader change).
+    PrepareReq {
+        /// The ballot the follower believes leads.
+        n: Ballot,
+    },
+    /// Phase 1a: the leader's ballot and what it already has.
+    Prepare {
+        /// The leader's ballot.
+        n: Ballot,
+        /// The leader's decided index.
+        decided_idx: u64,
+        /// The round in which the leader last accepted.
+        n_accepted: Ballot,
+        /// The leader's log length.
+        accepted_idx: u64,
+    },
+    /// Phase 1b: the follower's promise, with the part of its log the leader lacks.
+    Promise {
+        /// The ballot promised.
+        n: Ballot,
+        /// The round in which the follower last accepted.
+        n_accepted: Ballot,
+        /// The follower's decided index.
+        decided_idx: u64,
+        /// The follower's log length.
+        accepted_idx: u64,
+        /// Index of the first entry of `suffix`.
+        suffix_idx: u64,
+        /// Entries the leader lacks (from `suffix_idx`).
+        suffix: Entries,
+        /// The follower's StopSign, if it has accepted one.
+        stopsign: Option<StopSign>,
+    },
+    /// Phase 2a after a Prepare: replace the follower's log from `sync_idx` with `suffix`.
+    AcceptSync {
+        /// The leader's ballot.
+        n: Ballot,
+        /// Where the follower's log is cut and `suffix` starts.
+        sync_idx: u64,
+        /// The entries from `sync_idx`.
+        suffix: Entries,
+        /// The leader's decided index.
+        decided_idx: u64,
+        /// The StopSign at the end of the leader's log, if any.
+        stopsign: Option<StopSign>,
+    },
+    /// Phase 2a in the accept phase: new entries, and the decided index.
+    AcceptDecide {
+        /// The leader's ballot.
+        n: Ballot,
+        /// Index of the first entry of `entries`.
+        start_idx: u64,
+        /// New entries.
+        entries: Entries,
+        /// The leader's decided index.
+        decided_idx: u64,
+    },
+    /// Phase 2a for a StopSign at index `idx` (after all entries).
+    AcceptStopSign {
+        /// The leader's ballot.
+        n: Ballot,
+        /// The log index the StopSign occupies.
+        idx: u64,
+        /// The StopSign.
+        stopsign: StopSign,
+    },
+    /// Phase 2b: the follower has durably accepted everything below `accepted_idx` in round `n`.
+    Accepted {
+        /// The ballot accepted.
+        n: Ballot,
+        /// The follower's log length (a StopSign counts as one entry).
+        accepted_idx: u64,
+    },
+    /// Everything below `decided_idx` is decided.
+    Decide {
+        /// The leader's ballot.
+        n: Ballot,
+        /// The decided index.
+        decided_idx: u64,
+    },
+    /// Proposals appended at a follower, forwarded to the leader. `session` and `first_seq`
+    /// let the leader drop duplicates when the follower re-sends.
+    ProposalForward {
+        /// Identifies one incarnation of the forwarding node.
+        session: u64,
+        /// Sequence number of the first entry.
+        first_seq: u64,
+        /// The proposals.
+        entries: Entries,
+    },
+    /// The leader has taken every forwarded proposal with a sequence number below `next_seq`.
+    ForwardAck {
+        /// Echo of the forwarder's session.
+        session: u64,
+        /// One past the last sequence number taken.
+        next_seq: u64,
+    },
+    /// Trim (compact) the log up to `trimmed_idx`.
+    Trim {
+        /// The leader's ballot.
+        n: Ballot,
+        /// Entries below this index are removed.
+        trimmed_idx: u64,
+    },
+}

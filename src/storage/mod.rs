@@ -1,0 +1,132 @@
+//! The storage a node keeps its acceptor state and log in.
+//!
+//! The protocol writes through [`Storage`]'s setters and then calls [`Storage::commit`]: the
+//! writes since the previous commit form **one atomic batch**. An implementation must make
+//! sure that after a crash, re-opening sees either the whole batch or none of it, and that
+//! when `commit` returns `Ok` the batch is as durable as its sync policy promises. The node
+//! commits before it sends any Promise or Accepted and before it reports a decided index,
+//! so one fsync serves all the messages handled since the previous commit (group commit).
+//!
+//! Reads see every write made so far, committed or not.
+
+pub mod memory;
+pub mod persistent;
+
+pub use memory::MemoryStorage;
+
+use crate::entries::Entries;
+use crate::errors::StorageError;
+use crate::messages::{Ballot, StopSign};
+
+/// Durable state of a Sequence Paxos acceptor and its log.
+///
+/// Log indexes are global: the first entry ever appended has index 0, and trimming does not
+/// renumber. `compacted_idx() <= decided_idx() <= log_len()` always holds.
+pub trait Storage: Send {
+    /// Appends entries at the end of the log.
+    fn append_entries(&mut self, entries: &Entries) -> Result<(), StorageError>;
+
+    /// Removes every entry with index `>= len` (no-op when the log is not longer).
+    /// `len` is never below `compacted_idx()`.
+    fn truncate(&mut self, len: u64) -> Result<(), StorageError>;
+
+    /// Appends entries `from..to` (global indexes) to `out`. Fails with `OutOfRange` when the
+    /// range is trimmed or goes past the end of the log.
+    fn read_entries(&self, from: u64, to: u64, out: &mut Entries) -> Result<(), StorageError>;
+
+    /// One past the index of the last entry (the number of entries ever appended and not
+    /// truncated, trimmed ones included).
+    fn log_len(&self) -> u64;
+
+    /// Records the highest ballot promised.
+    fn set_promise(&mut self, b: Ballot) -> Result<(), StorageError>;
+    /// The highest ballot promised.
+    fn promise(&self) -> Ballot;
+
+    /// Records the round in which the log was last accepted.
+    fn set_accepted_round(&mut self, b: Ballot) -> Result<(), StorageError>;
+    /// The round in which the log was last accepted.
+    fn accepted_round(&self) -> Ballot;
+
+    /// Records the decided index.
+    fn set_decided_idx(&mut self, idx: u64) -> Result<(), StorageError>;
+    /// The decided index.
+    fn decided_idx(&self) -> u64;
+
+    /// Records (or clears) the accepted StopSign.
+    fn set_stopsign(&mut self, ss: Option<StopSign>) -> Result<(), StorageError>;
+    /// The accepted StopSign, if any.
+    fn stopsign(&self) -> Option<StopSign>;
+
+    /// Drops every entry with index `< idx` and reclaims its space. `idx` is never above
+    /// `decided_idx()`.
+    fn trim(&mut self, idx: u64) -> Result<(), StorageError>;
+    /// Entries below this index are trimmed.
+    fn compacted_idx(&self) -> u64;
+
+    /// Makes every write since the previous commit durable, atomically (see the module
+    /// documentation). A failed commit may be retried.
+    fn commit(&mut self) -> Result<(), StorageError>;
+}
+
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    fn append_entries(&mut self, entries: &Entries) -> Result<(), StorageError> {
+        (**self).append_entries(entries)
+    }
+    fn truncate(&mut self, len: u64) -> Result<(), StorageError> {
+        (**self).truncate(len)
+    }
+    fn read_entries(&self, from: u64, to: u64, out: &mut Entries) -> Result<(), StorageError> {
+        (**self).read_entries(from, to, out)
+    }
+    fn log_len(&self) -> u64 {
+        (**self).log_len()
+    }
+    fn set_promise(&mut self, b: Ballot) -> Result<(), StorageError> {
+        (**self).set_promise(b)
+    }
+    fn promise(&self) -> Ballot {
+        (**self).promise()
+    }
+    fn set_accepted_round(&mut self, b: Ballot) -> Result<(), StorageError> {
+        (**self).set_accepted_round(b)
+    }
+    fn accepted_round(&self) -> Ballot {
+        (**self).accepted_round()
+    }
+    fn set_decided_idx(&mut self, idx: u64) -> Result<(), StorageError> {
+        (**self).set_decided_idx(idx)
+    }
+    fn decided_idx(&self) -> u64 {
+        (**self).decided_idx()
+    }
+    fn set_stopsign(&mut self, ss: Option<StopSign>) -> Result<(), StorageError> {
+        (**self).set_stopsign(ss)
+    }
+    fn stopsign(&self) -> Option<StopSign> {
+        (**self).stopsign()
+    }
+    fn trim(&mut self, idx: u64) -> Result<(), StorageError> {
+        (**self).trim(idx)
+    }
+    fn compacted_idx(&self) -> u64 {
+        (**self).compacted_idx()
+    }
+    fn commit(&mut self) -> Result<(), StorageError> {
+        (**self).commit()
+    }
+}
+
+use crate::config::StorageConfig;
+
+/// Opens the storage a configuration asks for.
+pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>, StorageError> {
+    match config {
+        StorageConfig::Memory => Ok(Box::new(MemoryStorage::new())),
+        StorageConfig::Persistent {
+            path,
+            sync,
+            segment_bytes,
+        } => persistent::open(path, *sync, *segment_bytes),
+    }
+}
