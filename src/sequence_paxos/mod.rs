@@ -510,7 +510,9 @@ impl SequencePaxos {
         if b != self.leader {
             self.set_leader(b);
         }
-        if !(self.phase == Phase::Accept && self.promise == b) {
+        if self.promise != b {
+            // We have not promised this leader yet: ask it for a Prepare (it may have sent
+            // one we missed, e.g. while we were down).
             self.send(b.pid, PaxosMessage::PrepareReq { n: b });
         }
         Ok(())
@@ -530,9 +532,11 @@ impl SequencePaxos {
         match self.role {
             Role::Leader => self.leader_resend()?,
             Role::Follower => {
+                // A follower that has not promised its leader (or lost its state) asks for a
+                // Prepare; one that has promised waits for the leader's own re-sends.
                 if self.leader.pid != 0
                     && self.leader.pid != self.pid
-                    && !(self.phase == Phase::Accept && self.promise == self.leader)
+                    && (self.promise != self.leader || self.phase == Phase::Recover)
                 {
                     let l = self.leader;
                     self.send(l.pid, PaxosMessage::PrepareReq { n: l });
