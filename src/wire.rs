@@ -273,7 +273,8 @@ mod tests {
             }),
             Body::Paxos(PaxosMessage::ProposalForward {
                 session: u64::MAX,
-                first_seq: 1,
+                oldest_unacked: 1,
+                first_seq: 3,
                 entries: mixed,
             }),
             Body::Paxos(PaxosMessage::ForwardAck {
