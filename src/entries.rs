@@ -213,7 +213,10 @@ mod bytes_field {
                 Ok(v)
             }
         }
-        d.deserialize_byte_buf(V)
+        // `deserialize_bytes`, not `deserialize_byte_buf`: a borrowing decoder (bincode from a
+        // slice) then checks the claimed length against the bytes actually present before
+        // copying, so a forged length prefix cannot make it allocate.
+        d.deserialize_bytes(V)
     }
 }
 
