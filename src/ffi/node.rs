@@ -112,6 +112,12 @@ impl LogSink {
     fn open(path: Option<&Path>) -> Result<Self, ConfigError> {
         let file = match path {
             None => None,
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(ConfigError::new(
+                    "log_file_path",
+                    "must not be empty (leave the key out to write no log)",
+                ));
+            }
             Some(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(|e| {
