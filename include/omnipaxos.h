@@ -40,8 +40,9 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_NULL_PARAMETER = 1,
     /**
-     * An argument is invalid: text that is not UTF-8, a length that is too large, an empty
-     * or reversed range, an index past the end of an entry list, a pid that is not a peer.
+     * An argument is invalid: text that is not UTF-8, a length that is too large, a
+     * reversed range (`from > to`), a pid that is not a peer, a trim beyond what can be
+     * trimmed.
      */
     OMNIPAXOS_ERR_INVALID_ARGUMENT = 2,
     /**

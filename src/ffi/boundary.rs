@@ -37,8 +37,9 @@ pub enum omnipaxos_result {
     /// A required pointer parameter was NULL (or a data pointer was NULL with a non-zero
     /// length).
     OMNIPAXOS_ERR_NULL_PARAMETER = 1,
-    /// An argument is invalid: text that is not UTF-8, a length that is too large, an empty
-    /// or reversed range, an index past the end of an entry list, a pid that is not a peer.
+    /// An argument is invalid: text that is not UTF-8, a length that is too large, a
+    /// reversed range (`from > to`), a pid that is not a peer, a trim beyond what can be
+    /// trimmed.
     OMNIPAXOS_ERR_INVALID_ARGUMENT = 2,
     /// The configuration is invalid: a missing, unknown or ill-typed key, a value out of
     /// range, an unreadable configuration file, or an unopenable `log_file_path`. The

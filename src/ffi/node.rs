@@ -796,10 +796,175 @@ pub unsafe extern "C" fn omnipaxos_trim(node: *mut omnipaxos_node, idx: u64) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ffi::entries::{
+        omnipaxos_entries_count, omnipaxos_entries_free, omnipaxos_entries_get,
+    };
+    use omnipaxos_result::*;
 
     #[test]
     fn node_is_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Node>();
+    }
+
+    fn node(pid: u64) -> *mut omnipaxos_node {
+        let text = format!("pid = {pid}\nnodes = [1, 2, 3]\nelection_tick_timeout = 3\n");
+        let mut out = std::ptr::null_mut();
+        let rc =
+            unsafe { omnipaxos_node_from_hocon_str(text.as_ptr().cast(), text.len(), &mut out) };
+        assert_eq!(rc, OMNIPAXOS_OK);
+        out
+    }
+
+    /// Moves all messages between the nodes until quiet; returns how many moved.
+    fn deliver(nodes: &[*mut omnipaxos_node]) -> usize {
+        let mut total = 0;
+        loop {
+            let mut moved = 0;
+            for &n in nodes {
+                let (mut msgs, mut count) = (std::ptr::null(), 0);
+                assert_eq!(
+                    unsafe { omnipaxos_take_outgoing(n, &mut msgs, &mut count) },
+                    OMNIPAXOS_OK
+                );
+                for k in 0..count {
+                    let m = unsafe { &*msgs.add(k) };
+                    let to = nodes[m.receiver as usize - 1];
+                    assert_eq!(
+                        unsafe { omnipaxos_handle_incoming(to, m.data, m.len) },
+                        OMNIPAXOS_OK
+                    );
+                    moved += 1;
+                }
+            }
+            total += moved;
+            if moved == 0 {
+                return total;
+            }
+        }
+    }
+
+    fn decided(n: *mut omnipaxos_node) -> u64 {
+        let mut d = 0;
+        assert_eq!(unsafe { omnipaxos_decided_idx(n, &mut d) }, OMNIPAXOS_OK);
+        d
+    }
+
+    #[test]
+    fn cluster_through_the_c_abi() {
+        let nodes: Vec<_> = (1..=3).map(node).collect();
+        let mut leader = 0;
+        for _ in 0..200 {
+            for &n in &nodes {
+                assert_eq!(unsafe { omnipaxos_tick(n) }, OMNIPAXOS_OK);
+            }
+            deliver(&nodes);
+            let mut pids = [0u64; 3];
+            for (i, &n) in nodes.iter().enumerate() {
+                assert_eq!(
+                    unsafe { omnipaxos_leader(n, &mut pids[i], std::ptr::null_mut()) },
+                    OMNIPAXOS_OK
+                );
+            }
+            if pids[0] != 0 && pids.iter().all(|&p| p == pids[0]) {
+                leader = pids[0];
+                break;
+            }
+        }
+        assert_ne!(leader, 0, "no leader elected");
+        for i in 0..20u8 {
+            let at = nodes[usize::from(i) % 3];
+            assert_eq!(
+                unsafe { omnipaxos_append(at, [i].as_ptr(), 1) },
+                OMNIPAXOS_OK
+            );
+        }
+        for _ in 0..100 {
+            if nodes.iter().all(|&n| decided(n) >= 20) {
+                break;
+            }
+            for &n in &nodes {
+                assert_eq!(unsafe { omnipaxos_tick(n) }, OMNIPAXOS_OK);
+            }
+            deliver(&nodes);
+        }
+        let mut logs = Vec::new();
+        for &n in &nodes {
+            let mut e = std::ptr::null_mut();
+            assert_eq!(
+                unsafe { omnipaxos_read_decided_suffix(n, 0, &mut e) },
+                OMNIPAXOS_OK
+            );
+            let mut log = Vec::new();
+            for i in 0..unsafe { omnipaxos_entries_count(e) } {
+                let (mut data, mut len) = (std::ptr::null(), 0);
+                let rc = unsafe {
+                    omnipaxos_entries_get(e, i, &mut data, &mut len, std::ptr::null_mut())
+                };
+                assert_eq!(rc, OMNIPAXOS_OK);
+                log.push(unsafe { std::slice::from_raw_parts(data, len) }.to_vec());
+            }
+            unsafe { omnipaxos_entries_free(e) };
+            logs.push(log);
+        }
+        assert_eq!(logs[0].len(), 20);
+        assert!(logs.iter().all(|l| *l == logs[0]));
+        for n in nodes {
+            unsafe { omnipaxos_node_free(n) };
+        }
+    }
+
+    #[test]
+    fn take_outgoing_reuses_its_buffers() {
+        let n = node(1);
+        let mut arrays = Vec::new();
+        for _ in 0..20 {
+            // Every election_timeout sends one heartbeat request to each peer.
+            assert_eq!(unsafe { omnipaxos_election_timeout(n) }, OMNIPAXOS_OK);
+            let (mut msgs, mut count) = (std::ptr::null(), 0);
+            assert_eq!(
+                unsafe { omnipaxos_take_outgoing(n, &mut msgs, &mut count) },
+                OMNIPAXOS_OK
+            );
+            assert_eq!(count, 2);
+            let first = unsafe { &*msgs };
+            arrays.push((msgs, first.data));
+        }
+        // Once warmed up, the same array and the same byte buffer are handed out again.
+        assert!(
+            arrays[2..].iter().all(|a| *a == arrays[2]),
+            "buffers were reallocated"
+        );
+        unsafe { omnipaxos_node_free(n) };
+    }
+
+    #[test]
+    fn rejected_calls_leave_out_parameters_alone() {
+        let n = node(1);
+        let mut out = 77u64;
+        assert_eq!(
+            unsafe { omnipaxos_decided_idx(std::ptr::null_mut(), &mut out) },
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        let mut e = 0x10 as *mut omnipaxos_entries;
+        assert_eq!(
+            unsafe { omnipaxos_read(n, 5, &mut e) },
+            OMNIPAXOS_ERR_OUT_OF_RANGE
+        );
+        assert_eq!(
+            unsafe { omnipaxos_read_entries(n, 5, 4, &mut e) },
+            OMNIPAXOS_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!((out, e as usize), (77, 0x10));
+        let garbage = [1u8, 2, 3];
+        assert_eq!(
+            unsafe { omnipaxos_handle_incoming(n, garbage.as_ptr(), 3) },
+            OMNIPAXOS_ERR_MALFORMED_MESSAGE
+        );
+        assert_eq!(
+            unsafe { omnipaxos_handle_incoming(n, std::ptr::null(), 3) },
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        unsafe { omnipaxos_node_free(n) };
     }
 }
