@@ -2,17 +2,17 @@
 //! error reporting, so the API functions in the sibling modules only check arguments and
 //! call the library.
 //!
-//! - [`guard`] runs a function body under `catch_unwind`; the [`PanicValue`] trait picks what
+//! - `guard` runs a function body under `catch_unwind`; the `PanicValue` trait picks what
 //!   a panicking call returns for its return type (`OMNIPAXOS_ERR_PANIC`, NULL, 0, false).
-//!   [`call`] is the same for the functions that return an [`omnipaxos_result`]: the body
+//!   `call` is the same for the functions that return an `omnipaxos_result`: the body
 //!   returns `Result<(), Failure>` and an error becomes a code plus the thread's last-error
 //!   message.
-//! - [`Castable`] ties each opaque C type to the Rust type behind it and to its ownership,
-//!   so that [`try_ref`], [`to_boxed_ptr`] and [`free_box`] cannot cast to the wrong type.
-//!   [`try_out`], [`try_out_opt`], [`try_slice`] and [`try_str`] check the other pointer
+//! - `Castable` ties each opaque C type to the Rust type behind it and to its ownership,
+//!   so that `try_ref`, `to_boxed_ptr` and `free_box` cannot cast to the wrong type.
+//!   `try_out`, `try_out_opt`, `try_slice` and `try_str` check the other pointer
 //!   parameters; every NULL becomes `OMNIPAXOS_ERR_NULL_PARAMETER` naming the parameter.
-//! - The thread-local last-error slot ([`set_last_error`], [`copy_last_error`]).
-//! - The mapping from [`Error`] to [`omnipaxos_result`] (`From<Error> for Failure`).
+//! - The thread-local last-error slot (`set_last_error`, `copy_last_error`).
+//! - The mapping from `Error` to `omnipaxos_result` (`From<Error> for Failure`).
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
