@@ -47,7 +47,8 @@ step "compiling tests/c/test_api.c (shared, static, sanitizers)"
 "$CC" "${CFLAGS[@]}" -fsanitize=address,undefined -fno-omit-frame-pointer \
   tests/c/test_api.c "${SHARED[@]}" -o "$build/test_api_asan"
 
-VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect)
+VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect
+  --errors-for-leak-kinds=definite,indirect)
 
 step "test_api (shared library) under valgrind"
 "${VALGRIND[@]}" "$build/test_api_shared"
