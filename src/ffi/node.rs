@@ -14,7 +14,7 @@ use super::entries::{omnipaxos_entries, omnipaxos_entry_kind, EntryList, Kinds};
 use crate::config::{hocon, Config};
 use crate::entries::Entries;
 use crate::errors::{ConfigError, DecodeError, Error};
-use crate::messages::{Message, NodeId};
+use crate::messages::NodeId;
 use crate::omni_paxos::{LogEntry, OmniPaxos};
 use crate::{storage, wire};
 
@@ -54,8 +54,6 @@ impl Castable for omnipaxos_node {
 /// Everything a call may change, behind the node's mutex.
 struct State {
     paxos: OmniPaxos,
-    /// Reused by `take_outgoing`: the messages taken from the facade.
-    msgs: Vec<Message>,
     /// Reused by `take_outgoing`: every outgoing message encoded, back to back.
     bytes: Vec<u8>,
     /// Reused by `take_outgoing`: the array handed to C, pointing into `bytes`.
@@ -185,7 +183,6 @@ impl Node {
         let paxos = OmniPaxos::new(config, storage)?;
         let mut state = State {
             paxos,
-            msgs: Vec::new(),
             bytes: Vec::new(),
             outgoing: OutgoingArray(Vec::new()),
             log,
@@ -441,27 +438,21 @@ pub unsafe extern "C" fn omnipaxos_take_outgoing(
                 try_out(count, "count")?,
             )
         };
-        let config_id = node.config_id;
         let (ptr, n) = node.with(|s| {
-            s.msgs.clear();
-            s.paxos.take_outgoing(&mut s.msgs)?;
             let State {
-                msgs,
+                paxos,
                 bytes,
                 outgoing,
                 ..
             } = s;
-            bytes.clear();
             outgoing.0.clear();
-            for m in msgs.drain(..) {
-                let start = bytes.len();
-                wire::encode(config_id, &m, bytes);
+            paxos.take_outgoing_encoded(bytes, |receiver, range| {
                 outgoing.0.push(omnipaxos_outgoing {
-                    receiver: m.to,
+                    receiver,
                     data: std::ptr::null(),
-                    len: bytes.len() - start,
-                });
-            }
+                    len: range.len(),
+                })
+            })?;
             // Point into `bytes` only now: it may have moved while it grew.
             let mut offset = 0;
             for o in &mut outgoing.0 {
