@@ -106,10 +106,10 @@ impl Entries {
         }
         let start = other.start_of(from);
         let end = other.ends[to - 1] as usize;
-        let base = self.data.len() as u64 - start as u64;
+        let (start64, base) = (start as u64, self.data.len() as u64);
         self.data.extend_from_slice(&other.data[start..end]);
         self.ends
-            .extend(other.ends[from..to].iter().map(|e| e + base));
+            .extend(other.ends[from..to].iter().map(|e| e - start64 + base));
     }
 
     /// A copy of entries `from..to`.
