@@ -980,3 +980,122 @@ fn sigkill_at_random_moments_loses_nothing_committed() {
     );
     assert!(model.batch > 20, "the children made too little progress");
 }
+
+// ---------------------------------------------------------------------------------------
+// a cluster of nodes on persistent storage, crashed and restarted from disk
+
+struct DiskNode {
+    dir: PathBuf,
+    node: Option<omnipaxos::OmniPaxos>,
+}
+
+fn start_node(pid: u64, dir: &Path, session: u64, recover: bool) -> omnipaxos::OmniPaxos {
+    let config = omnipaxos::Config {
+        config_id: 3,
+        pid,
+        peers: (1..=3).filter(|&p| p != pid).collect(),
+        election_tick_timeout: 10,
+        resend_tick_timeout: 3,
+        storage: omnipaxos::StorageConfig::Persistent {
+            path: dir.to_path_buf(),
+            sync: SyncPolicy::Never,
+            segment_bytes: 4096,
+        },
+        ..omnipaxos::Config::default()
+    };
+    let storage = omnipaxos::storage::open(&config.storage).expect("open storage");
+    let mut node = omnipaxos::OmniPaxos::with_session(config, storage, session).expect("node");
+    if recover {
+        node.fail_recovery().expect("fail_recovery");
+    }
+    node
+}
+
+#[test]
+fn cluster_on_persistent_storage_survives_node_crashes() {
+    let root = TempDir::new("cluster");
+    let mut rng = Rng::new(7);
+    let mut nodes: Vec<DiskNode> = (1..=3u64)
+        .map(|pid| {
+            let dir = root.path().join(format!("node{pid}"));
+            let node = Some(start_node(pid, &dir, pid, false));
+            DiskNode { dir, node }
+        })
+        .collect();
+    let mut session = 10;
+    let mut in_flight: Vec<omnipaxos::Message> = Vec::new();
+    let mut chosen: Vec<Option<Vec<u8>>> = Vec::new();
+    let mut last_decided = [0u64; 3];
+    let mut proposed = 0u64;
+    let mut crashes = 0;
+    for tick in 0..4000u64 {
+        // deliver what was sent last tick
+        for m in std::mem::take(&mut in_flight) {
+            let to = (m.to - 1) as usize;
+            if let Some(n) = nodes[to].node.as_mut() {
+                n.handle_incoming(m).expect("handle_incoming");
+            }
+        }
+        for (i, dn) in nodes.iter_mut().enumerate() {
+            let Some(n) = dn.node.as_mut() else { continue };
+            n.tick().expect("tick");
+            if tick % 2 == 0 && tick < 3500 {
+                let p = format!("entry-{proposed}").into_bytes();
+                if n.append(&p).is_ok() {
+                    proposed += 1;
+                }
+            }
+            if tick % 97 == 0 && n.is_accepting_leader() {
+                let _ = n.trim(None);
+            }
+            let mut out = Vec::new();
+            n.take_outgoing(&mut out).expect("take_outgoing");
+            in_flight.extend(out);
+            // invariants: decided never goes back (across crashes), decided logs agree
+            let decided = n.decided_idx().expect("decided_idx");
+            assert!(
+                decided >= last_decided[i],
+                "node {} decided went back",
+                i + 1
+            );
+            let from = last_decided[i].max(n.compacted_idx());
+            let mut e = Entries::new();
+            n.read_decided_suffix(from, &mut e).expect("read decided");
+            for (k, bytes) in e.iter().enumerate() {
+                let idx = from as usize + k;
+                // (entries trimmed everywhere before any node was read stay unknown)
+                if chosen.len() <= idx {
+                    chosen.resize(idx + 1, None);
+                }
+                match &chosen[idx] {
+                    Some(c) => assert_eq!(c, bytes, "node {} entry {idx}", i + 1),
+                    None => chosen[idx] = Some(bytes.to_vec()),
+                }
+            }
+            last_decided[i] = decided;
+        }
+        // crash one node now and then (dropping it loses everything not committed), restart
+        // crashed nodes a little later from their directory
+        if tick % 40 == 20 && tick < 3600 {
+            let victim = rng.below(3) as usize;
+            if nodes[victim].node.take().is_some() {
+                crashes += 1;
+            }
+        }
+        if tick % 40 == 35 {
+            for (i, dn) in nodes.iter_mut().enumerate() {
+                if dn.node.is_none() {
+                    session += 1;
+                    dn.node = Some(start_node(i as u64 + 1, &dn.dir, session, true));
+                }
+            }
+        }
+    }
+    println!(
+        "{crashes} crashes, {proposed} proposed, {} decided, decided per node {last_decided:?}",
+        chosen.len()
+    );
+    assert!(crashes > 50);
+    assert!(chosen.len() > 500, "too little progress: {}", chosen.len());
+    assert!(last_decided.iter().all(|&d| d + 50 >= chosen.len() as u64));
+}
