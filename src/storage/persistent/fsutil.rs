@@ -1,10 +1,12 @@
 //! Small file-system helpers: errors with context, atomic replace, directory fsync, the
-//! lock file.
+//! directory lock.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::errors::{StorageError, StorageErrorKind};
 
@@ -71,46 +73,103 @@ pub(super) fn remove_optional(path: &Path) -> Result<(), StorageError> {
     }
 }
 
-/// Takes an exclusive `flock` on `dir/LOCK` (created if missing) and writes our pid into
-/// it. The returned file holds the lock until it is dropped; the kernel releases it when
-/// the process dies.
-pub(super) fn lock_dir(dir: &Path) -> Result<File, StorageError> {
+/// The lock on a storage directory: a POSIX write lock (`fcntl(F_SETLK)`) on `dir/LOCK`
+/// against other processes, and a process-wide registry against a second open in this
+/// process. Released on drop; the kernel releases the POSIX lock when the process dies.
+///
+/// Why not `flock`: a `flock` belongs to the open file description, which every child
+/// process forked by any thread inherits until it execs (or forever, for a fork without
+/// exec such as Python's `multiprocessing`), so a storage closed and reopened while the
+/// program spawns processes could find its own directory "locked". POSIX locks are not
+/// inherited. Their one trap, that closing *any* descriptor of the file drops the process's
+/// lock, is avoided by never opening `LOCK` while this process holds it (the registry is
+/// checked first, by device and inode).
+pub(super) struct DirLock {
+    file: Option<File>,
+    key: (u64, u64),
+}
+
+/// (device, inode) of the `LOCK` files this process holds.
+static HELD: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+fn held() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Close first: once the key is gone another thread may open and lock the file, and
+        // our later close would drop the process's lock under its feet.
+        drop(self.file.take());
+        let key = self.key;
+        held().retain(|k| *k != key);
+    }
+}
+
+fn locked(dir: &Path, who: String) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Locked,
+        format!(
+            "{} is in use by {who}: only one node may use a storage directory at a time",
+            dir.display()
+        ),
+    )
+}
+
+/// Locks `dir` (see [`DirLock`]); fails with `Locked` when another open storage, in this or
+/// another process, holds it.
+pub(super) fn lock_dir(dir: &Path) -> Result<DirLock, StorageError> {
     let path = dir.join("LOCK");
-    let mut f = OpenOptions::new()
+    let mut reg = held();
+    if let Ok(md) = fs::metadata(&path) {
+        if reg.contains(&(md.dev(), md.ino())) {
+            return Err(locked(
+                dir,
+                String::from("another open storage in this process"),
+            ));
+        }
+    }
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .map_err(|e| io_err("open lock file", &path, e))?;
-    // SAFETY: flock on a valid, owned file descriptor; no memory is involved.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
+    let key = (md.dev(), md.ino());
+    if reg.contains(&key) {
+        // Only possible if LOCK was replaced between the two stats; closing this descriptor
+        // would drop our own lock, so keep it alive with the registry's.
+        std::mem::forget(file);
+        return Err(locked(
+            dir,
+            String::from("another open storage in this process"),
+        ));
+    }
+    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as _;
+    fl.l_whence = libc::SEEK_SET as _;
+    // SAFETY: fcntl on a valid, owned descriptor with a pointer to a live `flock`.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
     if rc != 0 {
         let err = io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut holder = String::new();
-            let _ = f.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let who = if holder.is_empty() {
-                String::from("another process or another open storage")
+        if matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
+            // SAFETY: as above; F_GETLK fills `fl` with the conflicting lock.
+            let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
+            let who = if rc == 0 && fl.l_type != libc::F_UNLCK as _ {
+                format!("process {}", fl.l_pid)
             } else {
-                format!("process {holder} (or another open storage in it)")
+                String::from("another process")
             };
-            return Err(StorageError::new(
-                StorageErrorKind::Locked,
-                format!(
-                    "{} is locked by {who}: only one node may use a storage directory at a time",
-                    dir.display()
-                ),
-            ));
+            return Err(locked(dir, who));
         }
         return Err(io_err("lock", &path, err));
     }
-    // Record the holder for the error message above; failing to do so is harmless.
-    let pid = std::process::id().to_string();
-    let _ = f
-        .set_len(0)
-        .and_then(|_| f.rewind())
-        .and_then(|_| f.write_all(pid.as_bytes()));
-    Ok(f)
+    reg.push(key);
+    Ok(DirLock {
+        file: Some(file),
+        key,
+    })
 }

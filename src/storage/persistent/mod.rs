@@ -4,7 +4,7 @@
 //! # Layout
 //!
 //! ```text
-//! <path>/LOCK    flock(LOCK_EX) held while the storage is open; holds the owner's pid
+//! <path>/LOCK    POSIX write lock (fcntl) held while the storage is open (see DirLock)
 //! <path>/state   the commit record (see below), replaced atomically
 //! <path>/redo    present only while a batch that overwrites committed entries is applied
 //! <path>/log/    the commitlog segments {base:020}.log and indexes {base:020}.index
@@ -105,7 +105,9 @@ use commitlog::message::{MessageBuf, MessageSet};
 use commitlog::{CommitLog, ReadError, ReadLimit};
 
 use self::format::{decode_redo, decode_state, encode_redo, encode_state, State};
-use self::fsutil::{io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic};
+use self::fsutil::{
+    io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic, DirLock,
+};
 use self::segments::{index_path, segment_path, MSG_HEADER};
 use crate::config::SyncPolicy;
 use crate::entries::Entries;
@@ -134,8 +136,6 @@ pub struct PersistentStorage {
     log_dir: PathBuf,
     sync: SyncPolicy,
     segment_bytes: usize,
-    /// The flock on `LOCK`, held for the storage's lifetime.
-    _lock: File,
     /// The commitlog; `None` after a failure left it in an unknown state (the next commit
     /// repairs it).
     log: Option<CommitLog>,
@@ -176,6 +176,9 @@ pub struct PersistentStorage {
     /// Message bytes and count seen, to size reads.
     stat_bytes: u64,
     stat_msgs: u64,
+    /// The lock on the directory, held for the storage's lifetime (last: released after
+    /// every file is closed).
+    _lock: DirLock,
 }
 
 /// Opens (or creates) persistent storage at `path`; see [`PersistentStorage::open`].
