@@ -131,6 +131,10 @@ fn corrupt(msg: String) -> StorageError {
 
 /// Storage on disk under a directory; see the [module documentation](self) for the format
 /// and the crash guarantees.
+///
+/// Dropping it without a final [`Storage::commit`] discards the writes made since the last
+/// commit, exactly as a crash would. While it is open no other storage (in this or another
+/// process) can open the same directory.
 pub struct PersistentStorage {
     root: PathBuf,
     log_dir: PathBuf,
