@@ -818,12 +818,13 @@ impl Storage for PersistentStorage {
                 return Err(e);
             }
         }
-        // (Entry by entry: `Entries::extend_from_range` overflows in debug builds when `out`
-        // holds fewer bytes than precede the range.)
-        for i in from.max(self.keep)..to {
-            if let Some(e) = self.pending.get((i - self.keep) as usize) {
-                out.push(e);
-            }
+        let p_from = from.max(self.keep);
+        if p_from < to {
+            out.extend_from_range(
+                &self.pending,
+                (p_from - self.keep) as usize,
+                (to - self.keep) as usize,
+            );
         }
         Ok(())
     }
