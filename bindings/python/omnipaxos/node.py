@@ -131,6 +131,15 @@ def _as_bytes(data: Any, what: str) -> bytes:
     raise TypeError(f"{what} must be bytes, bytearray or memoryview, not {type(data).__name__}")
 
 
+def _copy(addr: Optional[int], n: int) -> bytes:
+    """Copies ``n`` bytes at ``addr`` out of library-owned memory."""
+    if not n:
+        return b""
+    if not addr:
+        raise OmniPaxosError(f"the library returned a NULL pointer for {n} bytes")
+    return ctypes.string_at(addr, n)
+
+
 def _kind(value: int) -> Union[EntryKind, int]:
     try:
         return EntryKind(value)
@@ -359,8 +368,7 @@ class OmniPaxos:
             out: List[Tuple[int, bytes]] = []
             for i in range(count.value):
                 m = arr[i]
-                n = m.len
-                out.append((m.receiver, ctypes.string_at(m.data, n) if n else b""))
+                out.append((m.receiver, _copy(m.data, m.len)))
             return out
 
     def tick(self) -> None:
@@ -450,8 +458,7 @@ class OmniPaxos:
             out: List[Entry] = []
             for i in range(count):
                 _check(lib, lib.omnipaxos_entries_get(handle, i, byref(data), byref(size), byref(kind)))
-                n = size.value
-                raw = ctypes.string_at(data.value, n) if n else b""
+                raw = _copy(data.value, size.value)
                 out.append(Entry(first + i, raw, _kind(kind.value)))
             return out
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 import pytest
 
@@ -20,14 +20,23 @@ class LocalCluster:
     ``down`` holds pids cut off from everyone: messages to or from them are dropped.
     """
 
-    def __init__(self, pids: Iterable[int] = (1, 2, 3), **config: Any) -> None:
+    def __init__(
+        self,
+        pids: Iterable[int] = (1, 2, 3),
+        per_node: Optional[Callable[[int], Dict[str, Any]]] = None,
+        **config: Any,
+    ) -> None:
         self.pids = list(pids)
+        self.per_node = per_node
         self.config = {"election_tick_timeout": 5, "resend_tick_timeout": 2, **config}
         self.nodes: Dict[int, omnipaxos.OmniPaxos] = {pid: self.make(pid) for pid in self.pids}
         self.down: Set[int] = set()
 
     def make(self, pid: int, **extra: Any) -> omnipaxos.OmniPaxos:
-        return omnipaxos.OmniPaxos.from_config({"pid": pid, "nodes": self.pids, **self.config, **extra})
+        own = self.per_node(pid) if self.per_node else {}
+        return omnipaxos.OmniPaxos.from_config(
+            {"pid": pid, "nodes": self.pids, **self.config, **own, **extra}
+        )
 
     def __getitem__(self, pid: int) -> omnipaxos.OmniPaxos:
         return self.nodes[pid]

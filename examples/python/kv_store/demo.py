@@ -98,7 +98,7 @@ class Cluster:
         self.memory = memory
         self.ports = dict(zip(PIDS, free_ports(len(PIDS))))
         self.spec = ",".join(f"{pid}=127.0.0.1:{port}" for pid, port in self.ports.items())
-        self.procs: Dict[int, subprocess.Popen] = {}
+        self.procs: Dict[int, "subprocess.Popen[bytes]"] = {}
         self.view = LiveView()
 
     def log_path(self, pid: int) -> Path:
@@ -220,6 +220,7 @@ def step(text: str) -> None:
 
 def run(cluster: Cluster) -> None:
     expected: Dict[str, str] = {}
+    print(f"working directory (node logs and storage): {cluster.workdir}")
 
     step(f"starting 3 node processes on 127.0.0.1 ports {', '.join(map(str, cluster.ports.values()))}")
     for pid in PIDS:
@@ -276,7 +277,10 @@ def run(cluster: Cluster) -> None:
     statuses = cluster.wait_for(f"node {killed} to catch up", caught_up)
     st = statuses[killed]
     assert st is not None
-    print(f"node {killed} caught up: applied {st['applied']} entries, follows leader {st['leader']}, storage {st['storage']}")
+    print(
+        f"node {killed} caught up: applied {st['applied']} entries, "
+        f"follows leader {st['leader']}, storage {st['storage']}"
+    )
 
     step(f"writing through the restarted node {killed}")
     for key, value in (("after-restart", "yes"), ("key1", "value1-updated")):
@@ -296,7 +300,10 @@ def run(cluster: Cluster) -> None:
         got = cluster.call(pid, {"op": "get", "key": "key0"})
         if got.get("value") != expected["key0"]:
             raise DemoFailure(f"GET key0 at node {pid} returned {got}")
-        print(f"    node {pid}: {len(data)} keys, {dump['applied']} entries applied, GET key0 = {got['value']!r}: identical")
+        print(
+            f"    node {pid}: {len(data)} keys, {dump['applied']} entries applied, "
+            f"GET key0 = {got['value']!r}: identical"
+        )
     applied = {dumps[p]["applied"] for p in PIDS}
     if len(applied) != 1:
         raise DemoFailure(f"nodes applied different numbers of entries: {applied}")
