@@ -87,7 +87,10 @@ impl Config {
     /// Checks everything a user can get wrong; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.pid == 0 {
-            return Err(ConfigError::new("pid", "must be a positive integer (0 is reserved)"));
+            return Err(ConfigError::new(
+                "pid",
+                "must be a positive integer (0 is reserved)",
+            ));
         }
         if self.peers.is_empty() {
             return Err(ConfigError::new(
@@ -96,7 +99,10 @@ impl Config {
             ));
         }
         if self.peers.contains(&0) {
-            return Err(ConfigError::new("peers", "pid 0 is reserved and cannot be a peer"));
+            return Err(ConfigError::new(
+                "peers",
+                "pid 0 is reserved and cannot be a peer",
+            ));
         }
         if self.peers.contains(&self.pid) {
             return Err(ConfigError::new(
@@ -113,10 +119,16 @@ impl Config {
             ));
         }
         if self.election_tick_timeout == 0 {
-            return Err(ConfigError::new("election_tick_timeout", "must be at least 1"));
+            return Err(ConfigError::new(
+                "election_tick_timeout",
+                "must be at least 1",
+            ));
         }
         if self.resend_tick_timeout == 0 {
-            return Err(ConfigError::new("resend_tick_timeout", "must be at least 1"));
+            return Err(ConfigError::new(
+                "resend_tick_timeout",
+                "must be at least 1",
+            ));
         }
         if self.buffer_size == 0 {
             return Err(ConfigError::new("buffer_size", "must be at least 1"));
@@ -125,17 +137,25 @@ impl Config {
             return Err(ConfigError::new("batch_size", "must be at least 1"));
         }
         if self.max_message_bytes < 1024 {
-            return Err(ConfigError::new("max_message_bytes", "must be at least 1024"));
+            return Err(ConfigError::new(
+                "max_message_bytes",
+                "must be at least 1024",
+            ));
         }
         if let StorageConfig::Persistent {
-            path, segment_bytes, ..
+            path,
+            segment_bytes,
+            ..
         } = &self.storage
         {
             if path.as_os_str().is_empty() {
                 return Err(ConfigError::new("storage.path", "must not be empty"));
             }
             if *segment_bytes < 4096 {
-                return Err(ConfigError::new("storage.segment_bytes", "must be at least 4096"));
+                return Err(ConfigError::new(
+                    "storage.segment_bytes",
+                    "must be at least 4096",
+                ));
             }
         }
         Ok(())
@@ -148,6 +168,11 @@ impl Config {
         v.sort_unstable();
         v
     }
+}
+
+/// The size of a majority of a cluster of `cluster_size` servers.
+pub fn majority_of(cluster_size: usize) -> usize {
+    cluster_size / 2 + 1
 }
 
 #[cfg(test)]
@@ -167,13 +192,55 @@ mod tests {
         assert!(ok().validate().is_ok());
         let bad = [
             (Config { pid: 0, ..ok() }, "pid"),
-            (Config { peers: vec![], ..ok() }, "peers"),
-            (Config { peers: vec![1, 2], ..ok() }, "peers"),
-            (Config { peers: vec![1, 1], ..ok() }, "peers"),
-            (Config { election_tick_timeout: 0, ..ok() }, "election_tick_timeout"),
-            (Config { resend_tick_timeout: 0, ..ok() }, "resend_tick_timeout"),
-            (Config { buffer_size: 0, ..ok() }, "buffer_size"),
-            (Config { batch_size: 0, ..ok() }, "batch_size"),
+            (
+                Config {
+                    peers: vec![],
+                    ..ok()
+                },
+                "peers",
+            ),
+            (
+                Config {
+                    peers: vec![1, 2],
+                    ..ok()
+                },
+                "peers",
+            ),
+            (
+                Config {
+                    peers: vec![1, 1],
+                    ..ok()
+                },
+                "peers",
+            ),
+            (
+                Config {
+                    election_tick_timeout: 0,
+                    ..ok()
+                },
+                "election_tick_timeout",
+            ),
+            (
+                Config {
+                    resend_tick_timeout: 0,
+                    ..ok()
+                },
+                "resend_tick_timeout",
+            ),
+            (
+                Config {
+                    buffer_size: 0,
+                    ..ok()
+                },
+                "buffer_size",
+            ),
+            (
+                Config {
+                    batch_size: 0,
+                    ..ok()
+                },
+                "batch_size",
+            ),
         ];
         for (c, key) in bad {
             assert_eq!(c.validate().unwrap_err().key, key);

@@ -31,7 +31,12 @@ impl TryFrom<EntriesRaw> for Entries {
 
 impl std::fmt::Debug for Entries {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Entries({} entries, {} bytes)", self.len(), self.data.len())
+        write!(
+            f,
+            "Entries({} entries, {} bytes)",
+            self.len(),
+            self.data.len()
+        )
     }
 }
 

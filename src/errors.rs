@@ -27,7 +27,11 @@ impl fmt::Display for ConfigError {
         if self.key.is_empty() {
             write!(f, "invalid configuration: {}", self.message)
         } else {
-            write!(f, "invalid configuration key `{}`: {}", self.key, self.message)
+            write!(
+                f,
+                "invalid configuration key `{}`: {}",
+                self.key, self.message
+            )
         }
     }
 }
@@ -107,7 +111,10 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::Malformed(m) => write!(f, "malformed message: {m}"),
             DecodeError::TooLarge { len, max } => {
-                write!(f, "message of {len} bytes exceeds the maximum of {max} bytes")
+                write!(
+                    f,
+                    "message of {len} bytes exceeds the maximum of {max} bytes"
+                )
             }
             DecodeError::UnsupportedVersion(v) => {
                 write!(f, "unsupported wire-format version {v}")
@@ -167,7 +174,10 @@ impl fmt::Display for Error {
                 "message from configuration {got}, but this node is in configuration {expected}"
             ),
             Error::UnknownSender(pid) => {
-                write!(f, "message from or to pid {pid}, which is not in this configuration")
+                write!(
+                    f,
+                    "message from or to pid {pid}, which is not in this configuration"
+                )
             }
             Error::BufferFull { capacity } => write!(
                 f,

@@ -164,11 +164,14 @@ pub enum PaxosMessage {
         /// The decided index.
         decided_idx: u64,
     },
-    /// Proposals appended at a follower, forwarded to the leader. `session` and `first_seq`
-    /// let the leader drop duplicates when the follower re-sends.
+    /// Proposals appended at a follower, forwarded to the leader. `session` and the sequence
+    /// numbers let the leader drop duplicates when the follower re-sends, and notice a gap.
     ProposalForward {
         /// Identifies one incarnation of the forwarding node.
         session: u64,
+        /// The lowest sequence number the forwarder has not seen acknowledged: a leader that
+        /// knows nothing of this session starts taking proposals from here.
+        oldest_unacked: u64,
         /// Sequence number of the first entry.
         first_seq: u64,
         /// The proposals.

@@ -2,11 +2,14 @@
 //! [`OmniPaxos::tick`], messages come in through [`OmniPaxos::handle_incoming`] and go out
 //! through [`OmniPaxos::take_outgoing`]; the caller owns the network.
 
+use crate::ballot_leader_election::BallotLeaderElection;
 use crate::config::Config;
 use crate::entries::Entries;
-use crate::errors::Result;
-use crate::messages::{Ballot, Message, NodeId, StopSign};
+use crate::errors::{Error, Result};
+use crate::messages::{Ballot, Body, Message, NodeId, StopSign};
+use crate::sequence_paxos::{Limits, Phase, Role, SequencePaxos};
 use crate::storage::Storage;
+use crate::wire;
 
 /// What [`OmniPaxos::read`] finds at one index.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,20 +25,41 @@ pub enum LogEntry {
 }
 
 /// One Omni-Paxos server.
+///
+/// Not thread-safe by itself (`&mut self` everywhere); the C API wraps it in a mutex.
 pub struct OmniPaxos {
-    _todo: (),
+    config: Config,
+    ble: BallotLeaderElection,
+    sp: SequencePaxos,
+    ticks: u64,
+    /// Reused between calls of `take_outgoing_encoded`.
+    msgs_scratch: Vec<Message>,
 }
 
 impl OmniPaxos {
-    /// Builds a node from a validated configuration on `storage`. When the storage holds
-    /// state from an earlier run, call [`OmniPaxos::fail_recovery`] next.
+    /// Builds a node from a configuration (validated here) on `storage`. When the storage
+    /// holds state from an earlier run, call [`OmniPaxos::fail_recovery`] next.
     ///
     /// `session` identifies this incarnation of the node (any value that differs between
     /// restarts; [`OmniPaxos::new`] picks a random one). It lets a leader drop duplicate
     /// forwarded proposals.
     pub fn with_session(config: Config, storage: Box<dyn Storage>, session: u64) -> Result<Self> {
-        let _ = (config, storage, session);
-        todo!()
+        config.validate()?;
+        let limits = Limits {
+            buffer_size: config.buffer_size,
+            batch_size: config.batch_size,
+            max_resend_entries: config.batch_size.max(1024),
+        };
+        let ble =
+            BallotLeaderElection::new(config.pid, config.peers.clone(), config.leader_priority);
+        let sp = SequencePaxos::new(config.pid, config.peers.clone(), limits, storage, session);
+        Ok(OmniPaxos {
+            config,
+            ble,
+            sp,
+            ticks: 0,
+            msgs_scratch: Vec::new(),
+        })
     }
 
     /// Builds a node with a random session (see [`OmniPaxos::with_session`]).
@@ -48,7 +72,7 @@ impl OmniPaxos {
 
     /// The configuration.
     pub fn config(&self) -> &Config {
-        todo!()
+        &self.config
     }
 
     /// Appends an entry (the bytes are copied). At the leader it goes into the next batch;
@@ -56,103 +80,223 @@ impl OmniPaxos {
     /// while no leader is known it waits in a buffer of `buffer_size` entries. Fails with
     /// `BufferFull` when that buffer is full and `Stopped` after a StopSign.
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
-        let _ = entry;
-        todo!()
+        self.sp.append(entry)
     }
 
     /// Handles one decoded incoming message. Messages not addressed to this node or from a
     /// pid outside the configuration are rejected with `UnknownSender` and change nothing.
     pub fn handle_incoming(&mut self, msg: Message) -> Result<()> {
-        let _ = msg;
-        todo!()
+        if msg.to != self.config.pid {
+            return Err(Error::UnknownSender(msg.to));
+        }
+        if !self.config.peers.contains(&msg.from) {
+            return Err(Error::UnknownSender(msg.from));
+        }
+        match msg.body {
+            Body::Ble(b) => {
+                self.ble.handle(msg.from, b);
+                Ok(())
+            }
+            Body::Paxos(p) => self.sp.handle(msg.from, p),
+        }
     }
 
     /// Decodes `bytes` (see [`crate::wire`]) and handles the message. Garbage, oversized
     /// messages and messages of another configuration are rejected and change nothing.
     pub fn handle_incoming_bytes(&mut self, bytes: &[u8]) -> Result<()> {
-        let _ = bytes;
-        todo!()
+        let (config_id, msg) = wire::decode(bytes, self.config.max_message_bytes)?;
+        if config_id != self.config.config_id {
+            return Err(Error::WrongConfiguration {
+                got: config_id,
+                expected: self.config.config_id,
+            });
+        }
+        self.handle_incoming(msg)
     }
 
     /// Commits pending storage writes (one fsync for everything handled since the last
     /// call) and moves the outgoing messages into `out` (appended; `out` is not cleared, so
-    /// its allocation can be reused). On a storage error no message is released.
+    /// its allocation can be reused). On a storage error no Paxos message is released; the
+    /// call can be retried.
     pub fn take_outgoing(&mut self, out: &mut Vec<Message>) -> Result<()> {
-        let _ = out;
-        todo!()
+        self.sp.flush()?;
+        self.sp.commit()?;
+        self.ble.take_outgoing(out);
+        self.sp.take_outgoing(out);
+        Ok(())
+    }
+
+    /// Encodes the outgoing messages (see [`OmniPaxos::take_outgoing`]) into `buf`, calling
+    /// `f(receiver, byte_range)` for each; `buf` is cleared first and its allocation reused.
+    pub fn take_outgoing_encoded(
+        &mut self,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(NodeId, std::ops::Range<usize>),
+    ) -> Result<()> {
+        let mut msgs = std::mem::take(&mut self.msgs_scratch);
+        msgs.clear();
+        let r = self.take_outgoing(&mut msgs);
+        buf.clear();
+        for m in msgs.drain(..) {
+            let start = buf.len();
+            wire::encode(self.config.config_id, &m, buf);
+            f(m.to, start..buf.len());
+        }
+        self.msgs_scratch = msgs;
+        r
     }
 
     /// Advances time by one tick: a heartbeat round every `election_tick_timeout` ticks,
     /// re-sending of unanswered messages every `resend_tick_timeout` ticks.
     pub fn tick(&mut self) -> Result<()> {
-        todo!()
+        if !self.ble.started() {
+            // The first tick starts heartbeat round 1 at once.
+            self.ble.hb_timeout();
+        }
+        self.ticks += 1;
+        if self.ticks % self.config.election_tick_timeout == 0 {
+            self.election_timeout()?;
+        }
+        if self.ticks % self.config.resend_tick_timeout == 0 {
+            self.ble.resend();
+            self.sp.resend()?;
+        }
+        Ok(())
     }
 
     /// Ends the current heartbeat round now (the seed's `election_timeout`).
     pub fn election_timeout(&mut self) -> Result<()> {
-        todo!()
+        if let Some(b) = self.ble.hb_timeout() {
+            self.on_leader(b);
+        }
+        Ok(())
+    }
+
+    fn on_leader(&mut self, b: Ballot) {
+        if let Err(promised) = self.sp.handle_leader(b) {
+            let nb = self.ble.take_over_above(promised);
+            // Cannot fail again: nb is above everything promised.
+            let _ = self.sp.handle_leader(nb);
+        }
     }
 
     /// The decided index: entries `0..decided_idx()` are decided. Commits pending writes
     /// first, so the index reported is durable.
     pub fn decided_idx(&mut self) -> Result<u64> {
-        todo!()
+        self.sp.commit()?;
+        Ok(self.sp.visible_decided_idx())
     }
 
     /// The entry at `idx`; `None` past the end of the log.
     pub fn read(&mut self, idx: u64) -> Result<Option<LogEntry>> {
-        let _ = idx;
-        todo!()
+        let decided = self.decided_idx()?;
+        if idx < self.sp.compacted_idx() {
+            return Ok(Some(LogEntry::Trimmed));
+        }
+        if idx >= self.sp.log_len() {
+            if idx == self.sp.log_len() {
+                if let Some(ss) = self.sp.stopsign() {
+                    return Ok(Some(LogEntry::StopSign(ss.clone(), decided > idx)));
+                }
+            }
+            return Ok(None);
+        }
+        let mut e = Entries::new();
+        self.sp.read_entries(idx, idx + 1, &mut e)?;
+        let bytes = e.get(0).unwrap_or_default().to_vec();
+        Ok(Some(if idx < decided {
+            LogEntry::Decided(bytes)
+        } else {
+            LogEntry::Undecided(bytes)
+        }))
     }
 
-    /// Appends entries `from..to` of the log (decided or not) to `out`.
+    /// Appends entries `from..to` of the log (decided or not) to `out`. Fails with
+    /// `OutOfRange` when part of the range is trimmed or past the end of the log.
     pub fn read_entries(&mut self, from: u64, to: u64, out: &mut Entries) -> Result<()> {
-        let _ = (from, to, out);
-        todo!()
+        if from > to {
+            return Err(Error::InvalidArgument(format!(
+                "range start {from} is after its end {to}"
+            )));
+        }
+        self.sp.commit()?;
+        let (lo, hi) = (self.sp.compacted_idx(), self.sp.log_len());
+        if from < lo || to > hi {
+            return Err(Error::OutOfRange {
+                idx: if from < lo { from } else { to },
+                detail: format!("the log holds entries {lo}..{hi}"),
+            });
+        }
+        self.sp.read_entries(from, to, out)
     }
 
     /// Appends the decided entries from `from` to the decided index to `out` and returns
-    /// the decided index. Nothing is appended when `from >= decided_idx`.
+    /// the decided index. Nothing is appended when `from >= decided_idx`. Fails with
+    /// `OutOfRange` when `from` is trimmed.
     pub fn read_decided_suffix(&mut self, from: u64, out: &mut Entries) -> Result<u64> {
-        let _ = (from, out);
-        todo!()
+        let decided = self.decided_idx()?;
+        if from >= decided {
+            return Ok(decided);
+        }
+        let lo = self.sp.compacted_idx();
+        if from < lo {
+            return Err(Error::OutOfRange {
+                idx: from,
+                detail: format!("entries below {lo} are trimmed"),
+            });
+        }
+        self.sp
+            .read_entries(from, decided.min(self.sp.log_len()), out)?;
+        Ok(decided)
+    }
+
+    /// Entries below this index are trimmed (compacted away).
+    pub fn compacted_idx(&self) -> u64 {
+        self.sp.compacted_idx()
     }
 
     /// The leader this node currently follows (or is): pid and ballot.
     pub fn leader(&self) -> Option<(NodeId, Ballot)> {
-        todo!()
+        self.sp.leader().map(|b| (b.pid, b))
+    }
+
+    /// Whether this node is the leader in the accept phase (ready to replicate).
+    pub fn is_accepting_leader(&self) -> bool {
+        self.sp.role() == Role::Leader && self.sp.phase() == Phase::Accept
     }
 
     /// Whether this node heard from a majority in its last heartbeat round.
     pub fn is_quorum_connected(&self) -> bool {
-        todo!()
+        self.ble.is_quorum_connected()
     }
 
     /// Re-initialises the volatile state from storage after a crash: the node rejoins as a
     /// follower and asks the leader to bring it up to date.
     pub fn fail_recovery(&mut self) -> Result<()> {
-        todo!()
+        self.sp.fail_recovery();
+        self.ble.reset_leader();
+        Ok(())
     }
 
     /// Tells the node that the link to `pid` was re-established (messages may have been
     /// lost): it re-synchronises with that peer.
     pub fn reconnected(&mut self, pid: NodeId) -> Result<()> {
-        let _ = pid;
-        todo!()
+        if !self.config.peers.contains(&pid) {
+            return Err(Error::UnknownSender(pid));
+        }
+        self.sp.reconnected(pid)
     }
 
-    /// Trims the log up to `idx` (all entries if `None`, up to the decided index) on every
-    /// server. Only entries decided at every server can be trimmed; at a follower the
-    /// request is forwarded to the leader.
+    /// Trims the log up to `idx` (if `None`, as far as possible) on every server. Only the
+    /// leader can trim, and only entries that are decided and accepted by every server.
     pub fn trim(&mut self, idx: Option<u64>) -> Result<()> {
-        let _ = idx;
-        todo!()
+        self.sp.commit()?;
+        self.sp.trim(idx)
     }
 
     /// Moves the log lines produced since the last call (leader changes, recovery, ...) to
     /// `f`. The caller decides where they go (see `log_file_path`).
     pub fn drain_log(&mut self, f: impl FnMut(&str)) {
-        let _ = f;
-        todo!()
+        self.sp.drain_log(f)
     }
 }

@@ -1,1 +1,699 @@
-//! Sequence Paxos.
+//! Sequence Paxos (the Omni-Paxos paper, section 5): the replicated log.
+//!
+//! A leader elected by [`crate::ballot_leader_election`] runs a *prepare* phase (collect
+//! promises from a majority, adopt the most recent log among them, bring every promiser up
+//! to date with an AcceptSync) and then an *accept* phase (batches of new entries in
+//! AcceptDecide messages; an entry is decided once a majority has durably accepted it).
+//! Leader logic is in [`leader`](self), follower logic in [`follower`](self); this module
+//! holds the state both share, proposal forwarding and buffering, and storage helpers.
+//!
+//! Durability: every write goes to [`Storage`] at once, but no Promise or Accepted leaves
+//! the node before [`SequencePaxos::commit`] has made the writes durable (the facade
+//! commits when outgoing messages are taken), and the decided index the user sees is the
+//! one of the last commit.
+
+mod follower;
+mod leader;
+
+use std::collections::HashMap;
+
+use crate::entries::Entries;
+use crate::errors::{Error, Result, StorageError};
+use crate::messages::{Ballot, Body, Message, NodeId, PaxosMessage, StopSign};
+use crate::storage::Storage;
+
+/// The role of a server in Sequence Paxos.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Follows a leader.
+    Follower,
+    /// Leads with `leader_state.n_leader`.
+    Leader,
+}
+
+/// The phase within a role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Collecting promises (leader) / promised, waiting for AcceptSync (follower).
+    Prepare,
+    /// Replicating entries.
+    Accept,
+    /// Restarted or without a leader: waiting to be brought up to date.
+    Recover,
+}
+
+/// What a leader knows about one follower in its current round.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PeerState {
+    /// The follower's promise, if it has promised in this round.
+    pub promise: Option<PromiseMeta>,
+    /// The follower's accepted index in this round (`None` until its first Accepted after
+    /// its AcceptSync).
+    pub accepted_idx: Option<u64>,
+    /// `accepted_idx` at the previous resend tick: no progress since means "re-send".
+    pub accepted_at_last_resend: Option<u64>,
+}
+
+/// The part of a Promise the leader keeps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PromiseMeta {
+    pub n_accepted: Ballot,
+    pub accepted_idx: u64,
+    pub decided_idx: u64,
+}
+
+/// Per-round leader state.
+#[derive(Debug, Default)]
+pub(crate) struct LeaderState {
+    pub n_leader: Ballot,
+    /// Indexed like `SequencePaxos::peers`.
+    pub peers: Vec<PeerState>,
+    /// The best log seen among the promises so far: (round, length, suffix start, suffix, stopsign).
+    pub max_promise: Option<MaxPromise>,
+    pub max_decided: u64,
+    /// The round and length of the log adopted at the end of the prepare phase.
+    pub adopted_round: Ballot,
+    pub adopted_len: u64,
+    /// The decided index changed since the last Decide went out.
+    pub decide_pending: bool,
+}
+
+/// The most recent log among the promises.
+#[derive(Debug)]
+pub(crate) struct MaxPromise {
+    pub n_accepted: Ballot,
+    pub accepted_idx: u64,
+    pub suffix_idx: u64,
+    pub suffix: Entries,
+    pub stopsign: Option<StopSign>,
+}
+
+/// Proposals appended at this node that wait for the leader to take them.
+#[derive(Debug, Default)]
+struct Forwarding {
+    session: u64,
+    /// Sequence number of `queue`'s first entry.
+    first_seq: u64,
+    /// Entries with sequence numbers below this were sent to the current leader at least once.
+    sent_upto: u64,
+    /// `first_seq` at the previous resend tick.
+    first_seq_at_last_resend: u64,
+    queue: Entries,
+}
+
+/// Which forwarded proposals a leader has taken, per forwarder: (session, next sequence).
+type ForwardDedup = HashMap<NodeId, (u64, u64)>;
+
+/// Tunables taken from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Proposals that may wait (for a leader, or in the leader's prepare phase).
+    pub buffer_size: usize,
+    /// Entries per AcceptDecide batch.
+    pub batch_size: usize,
+    /// Entries re-sent at most in one resend message.
+    pub max_resend_entries: usize,
+}
+
+/// The replication half of a server.
+pub struct SequencePaxos {
+    pid: NodeId,
+    peers: Vec<NodeId>,
+    majority: usize,
+    limits: Limits,
+    storage: Box<dyn Storage>,
+    role: Role,
+    phase: Phase,
+    /// The ballot of the leader this server follows or is (`pid == 0`: none).
+    leader: Ballot,
+    // Mirrors of the storage state, kept in memory for speed.
+    promise: Ballot,
+    accepted_round: Ballot,
+    decided_idx: u64,
+    log_len: u64,
+    compacted_idx: u64,
+    stopsign: Option<StopSign>,
+    /// The decided index as of the last successful commit (what users see).
+    visible_decided: u64,
+    /// The log length as of the last successful commit.
+    durable_log_len: u64,
+    ls: LeaderState,
+    /// Leader: entries appended since the last flush (not yet in storage).
+    batch: Entries,
+    /// Leader in the prepare phase: proposals waiting for the accept phase.
+    buffer: Entries,
+    forwarding: Forwarding,
+    forward_dedup: ForwardDedup,
+    /// Follower: an Accepted is owed to the leader.
+    accepted_pending: bool,
+    /// Per forwarder: (session, next_seq) to acknowledge.
+    acks_pending: Vec<(NodeId, u64, u64)>,
+    outgoing: Vec<Message>,
+    log_lines: Vec<String>,
+    scratch: Entries,
+}
+
+impl SequencePaxos {
+    /// A server on `storage` (its state is loaded as it is; see [`SequencePaxos::fail_recovery`]).
+    pub fn new(
+        pid: NodeId,
+        peers: Vec<NodeId>,
+        limits: Limits,
+        storage: Box<dyn Storage>,
+        session: u64,
+    ) -> Self {
+        let majority = crate::config::majority_of(peers.len() + 1);
+        let mut sp = SequencePaxos {
+            pid,
+            majority,
+            limits,
+            storage,
+            role: Role::Follower,
+            phase: Phase::Recover,
+            leader: Ballot::default(),
+            promise: Ballot::default(),
+            accepted_round: Ballot::default(),
+            decided_idx: 0,
+            log_len: 0,
+            compacted_idx: 0,
+            stopsign: None,
+            visible_decided: 0,
+            durable_log_len: 0,
+            ls: LeaderState::default(),
+            batch: Entries::new(),
+            buffer: Entries::new(),
+            forwarding: Forwarding {
+                session,
+                ..Forwarding::default()
+            },
+            forward_dedup: HashMap::new(),
+            accepted_pending: false,
+            acks_pending: Vec::new(),
+            outgoing: Vec::new(),
+            log_lines: Vec::new(),
+            scratch: Entries::new(),
+            peers,
+        };
+        sp.load_from_storage();
+        sp
+    }
+
+    fn load_from_storage(&mut self) {
+        self.promise = self.storage.promise();
+        self.accepted_round = self.storage.accepted_round();
+        self.log_len = self.storage.log_len();
+        self.compacted_idx = self.storage.compacted_idx();
+        self.decided_idx = self.storage.decided_idx().min(self.log_len);
+        self.stopsign = self.storage.stopsign();
+        self.visible_decided = self.decided_idx;
+        self.durable_log_len = self.log_len;
+    }
+
+    /// Re-initialises the volatile state from storage after a crash: follower in the
+    /// recover phase, no leader, nothing in flight.
+    pub fn fail_recovery(&mut self) {
+        self.load_from_storage();
+        self.role = Role::Follower;
+        self.phase = Phase::Recover;
+        self.leader = Ballot::default();
+        self.ls = LeaderState::default();
+        self.batch.clear();
+        self.accepted_pending = false;
+        self.acks_pending.clear();
+        self.forwarding.sent_upto = self.forwarding.first_seq;
+        self.log("recovered from storage; waiting for a leader to bring this node up to date");
+    }
+
+    // ----- accessors -------------------------------------------------------------------
+
+    /// The current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The leader this server follows or is, if known.
+    pub fn leader(&self) -> Option<Ballot> {
+        (self.leader.pid != 0).then_some(self.leader)
+    }
+
+    /// The highest ballot promised.
+    pub fn promise(&self) -> Ballot {
+        self.promise
+    }
+
+    /// The decided index as of the last commit.
+    pub fn visible_decided_idx(&self) -> u64 {
+        self.visible_decided
+    }
+
+    /// Log length (trimmed entries included).
+    pub fn log_len(&self) -> u64 {
+        self.log_len
+    }
+
+    /// Entries below this index are trimmed.
+    pub fn compacted_idx(&self) -> u64 {
+        self.compacted_idx
+    }
+
+    /// The accepted StopSign, if any.
+    pub fn stopsign(&self) -> Option<&StopSign> {
+        self.stopsign.as_ref()
+    }
+
+    /// Whether a StopSign is decided (the configuration is over).
+    pub fn is_stopped(&self) -> bool {
+        self.stopsign.is_some() && self.visible_decided > self.log_len_without_stopsign()
+    }
+
+    /// The log length excluding a StopSign (StopSign occupies index `log_len` when present).
+    fn log_len_without_stopsign(&self) -> u64 {
+        self.log_len
+    }
+
+    /// Reads entries `from..to` from storage into `out`.
+    pub fn read_entries(&self, from: u64, to: u64, out: &mut Entries) -> Result<()> {
+        self.storage.read_entries(from, to, out)?;
+        Ok(())
+    }
+
+    /// Moves the log lines produced since the last call to `f`.
+    pub fn drain_log(&mut self, mut f: impl FnMut(&str)) {
+        for l in self.log_lines.drain(..) {
+            f(&l);
+        }
+    }
+
+    fn log(&mut self, line: impl Into<String>) {
+        if self.log_lines.len() < 10_000 {
+            self.log_lines.push(line.into());
+        }
+    }
+
+    // ----- proposals -------------------------------------------------------------------
+
+    /// Appends a proposal: into the leader's batch, the prepare-phase buffer, or the
+    /// forwarding queue.
+    pub fn append(&mut self, entry: &[u8]) -> Result<()> {
+        if self.stopsign.is_some() {
+            return Err(Error::Stopped);
+        }
+        match (self.role, self.phase) {
+            (Role::Leader, Phase::Accept) => {
+                self.batch.push(entry);
+                if self.batch.len() >= self.limits.batch_size {
+                    self.flush_batch()?;
+                }
+                Ok(())
+            }
+            (Role::Leader, _) => {
+                if self.buffer.len() >= self.limits.buffer_size {
+                    return Err(Error::BufferFull {
+                        capacity: self.limits.buffer_size,
+                    });
+                }
+                self.buffer.push(entry);
+                Ok(())
+            }
+            (Role::Follower, _) => {
+                if self.forwarding.queue.len() >= self.limits.buffer_size {
+                    return Err(Error::BufferFull {
+                        capacity: self.limits.buffer_size,
+                    });
+                }
+                self.forwarding.queue.push(entry);
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends the forwarded proposals not yet sent to the current leader.
+    fn flush_forwards(&mut self) {
+        let f = &self.forwarding;
+        let next_seq = f.first_seq + f.queue.len() as u64;
+        if self.role != Role::Follower || self.leader.pid == 0 || f.sent_upto >= next_seq {
+            return;
+        }
+        let from = (f.sent_upto - f.first_seq) as usize;
+        let to = f.queue.len().min(from + self.limits.max_resend_entries);
+        let entries = f.queue.slice(from, to);
+        let msg = PaxosMessage::ProposalForward {
+            session: f.session,
+            oldest_unacked: f.first_seq,
+            first_seq: f.sent_upto,
+            entries,
+        };
+        self.forwarding.sent_upto = f.first_seq + to as u64;
+        let leader = self.leader.pid;
+        self.send(leader, msg);
+    }
+
+    /// Moves proposals this node holds as leader (unflushed batch, prepare buffer) into the
+    /// forwarding queue, after losing the leadership, so they are not lost.
+    fn requeue_own_proposals(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let buffer = std::mem::take(&mut self.buffer);
+        self.forwarding.queue.extend_from(&buffer);
+        self.forwarding.queue.extend_from(&batch);
+    }
+
+    /// Leader: takes forwarded proposals, dropping ones already taken.
+    fn handle_forward(
+        &mut self,
+        from: NodeId,
+        session: u64,
+        oldest_unacked: u64,
+        first_seq: u64,
+        entries: Entries,
+    ) -> Result<()> {
+        if self.role != Role::Leader {
+            return Ok(()); // the forwarder re-sends to its new leader
+        }
+        let next = match self.forward_dedup.get(&from) {
+            Some(&(s, next)) if s == session => next.max(oldest_unacked),
+            _ => oldest_unacked,
+        };
+        let mut taken_upto = next;
+        if first_seq <= next {
+            let skip = (next - first_seq) as usize;
+            for e in entries.iter().skip(skip) {
+                if self.append(e).is_err() {
+                    break;
+                }
+                taken_upto += 1;
+            }
+        }
+        self.forward_dedup.insert(from, (session, taken_upto));
+        match self.acks_pending.iter_mut().find(|a| a.0 == from) {
+            Some(a) => *a = (from, session, taken_upto),
+            None => self.acks_pending.push((from, session, taken_upto)),
+        }
+        Ok(())
+    }
+
+    /// Follower: the leader took everything below `next_seq`.
+    fn handle_forward_ack(&mut self, session: u64, next_seq: u64) {
+        let f = &mut self.forwarding;
+        if session != f.session {
+            return;
+        }
+        let end = f.first_seq + f.queue.len() as u64;
+        if next_seq > f.first_seq {
+            let n = (next_seq.min(end) - f.first_seq) as usize;
+            f.queue.drain_front(n);
+            f.first_seq += n as u64;
+        }
+        if f.sent_upto < f.first_seq {
+            f.sent_upto = f.first_seq;
+        } else if next_seq < f.sent_upto && next_seq >= f.first_seq {
+            // The leader saw a gap: send again from what it has.
+            f.sent_upto = next_seq;
+        }
+    }
+
+    // ----- message dispatch --------------------------------------------------------------
+
+    /// Handles a Sequence Paxos message from `from`.
+    pub fn handle(&mut self, from: NodeId, msg: PaxosMessage) -> Result<()> {
+        match msg {
+            PaxosMessage::PrepareReq { .. } => self.handle_prepare_req(from),
+            PaxosMessage::Prepare {
+                n,
+                decided_idx,
+                n_accepted,
+                accepted_idx,
+            } => self.handle_prepare(from, n, decided_idx, n_accepted, accepted_idx),
+            PaxosMessage::Promise {
+                n,
+                n_accepted,
+                decided_idx,
+                accepted_idx,
+                suffix_idx,
+                suffix,
+                stopsign,
+            } => {
+                let meta = PromiseMeta {
+                    n_accepted,
+                    accepted_idx,
+                    decided_idx,
+                };
+                self.handle_promise(from, n, meta, suffix_idx, suffix, stopsign)
+            }
+            PaxosMessage::AcceptSync {
+                n,
+                sync_idx,
+                suffix,
+                decided_idx,
+                stopsign,
+            } => self.handle_accept_sync(from, n, sync_idx, suffix, decided_idx, stopsign),
+            PaxosMessage::AcceptDecide {
+                n,
+                start_idx,
+                entries,
+                decided_idx,
+            } => self.handle_accept_decide(n, start_idx, entries, decided_idx),
+            PaxosMessage::AcceptStopSign { n, idx, stopsign } => {
+                self.handle_accept_stopsign(n, idx, stopsign)
+            }
+            PaxosMessage::Accepted { n, accepted_idx } => {
+                self.handle_accepted(from, n, accepted_idx)
+            }
+            PaxosMessage::Decide { n, decided_idx } => self.handle_decide(n, decided_idx),
+            PaxosMessage::ProposalForward {
+                session,
+                oldest_unacked,
+                first_seq,
+                entries,
+            } => self.handle_forward(from, session, oldest_unacked, first_seq, entries),
+            PaxosMessage::ForwardAck { session, next_seq } => {
+                self.handle_forward_ack(session, next_seq);
+                Ok(())
+            }
+            PaxosMessage::Trim { n, trimmed_idx } => self.handle_trim(n, trimmed_idx),
+        }
+    }
+
+    /// A new leader was elected by the leader election. Returns `Err(promise)` when this
+    /// server was elected but has already promised a ballot at least as high: the election
+    /// must raise the ballot above it.
+    pub fn handle_leader(&mut self, b: Ballot) -> std::result::Result<(), Ballot> {
+        if b.pid == self.pid {
+            if self.role == Role::Leader && self.ls.n_leader == b {
+                return Ok(());
+            }
+            if b <= self.promise {
+                return Err(self.promise);
+            }
+            if let Err(e) = self.become_leader(b) {
+                self.log(format!("could not become leader with {b:?}: {e}"));
+            }
+            return Ok(());
+        }
+        if b < self.promise && self.role == Role::Follower && self.phase == Phase::Accept {
+            // We already follow a higher ballot than the election knows about.
+            return Ok(());
+        }
+        if self.role == Role::Leader {
+            if b <= self.ls.n_leader {
+                return Ok(());
+            }
+            self.log(format!("stepping down: server {} leads with {b:?}", b.pid));
+            self.role = Role::Follower;
+            self.phase = Phase::Recover;
+            self.requeue_own_proposals();
+        }
+        if b != self.leader {
+            self.set_leader(b);
+        }
+        if !(self.phase == Phase::Accept && self.promise == b) {
+            self.send(b.pid, PaxosMessage::PrepareReq { n: b });
+        }
+        Ok(())
+    }
+
+    fn set_leader(&mut self, b: Ballot) {
+        if b != self.leader {
+            self.leader = b;
+            // Re-send every waiting proposal to the new leader.
+            self.forwarding.sent_upto = self.forwarding.first_seq;
+            self.log(format!("leader is now server {} (ballot {b:?})", b.pid));
+        }
+    }
+
+    /// Re-sends what may have been lost: called every `resend_tick_timeout` ticks.
+    pub fn resend(&mut self) -> Result<()> {
+        match self.role {
+            Role::Leader => self.leader_resend()?,
+            Role::Follower => {
+                if self.leader.pid != 0
+                    && self.leader.pid != self.pid
+                    && !(self.phase == Phase::Accept && self.promise == self.leader)
+                {
+                    let l = self.leader;
+                    self.send(l.pid, PaxosMessage::PrepareReq { n: l });
+                }
+                let f = &mut self.forwarding;
+                if !f.queue.is_empty() && f.first_seq == f.first_seq_at_last_resend {
+                    f.sent_upto = f.first_seq; // no ack since the last tick: send again
+                }
+                f.first_seq_at_last_resend = f.first_seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// The link to `pid` came back: re-synchronise with it.
+    pub fn reconnected(&mut self, pid: NodeId) -> Result<()> {
+        if self.role == Role::Leader {
+            self.send_prepare_to(pid);
+        } else if pid == self.leader.pid {
+            let l = self.leader;
+            self.send(pid, PaxosMessage::PrepareReq { n: l });
+            self.forwarding.sent_upto = self.forwarding.first_seq;
+        }
+        Ok(())
+    }
+
+    // ----- flushing and commit -------------------------------------------------------------
+
+    /// Turns pending work into messages (the leader's batch, owed Accepted, forwards, acks).
+    /// Called before [`SequencePaxos::commit`].
+    pub fn flush(&mut self) -> Result<()> {
+        if self.role == Role::Leader {
+            self.flush_batch()?;
+        }
+        if self.accepted_pending && self.role == Role::Follower && self.phase == Phase::Accept {
+            self.accepted_pending = false;
+            let n = self.promise;
+            let accepted_idx = self.log_len;
+            self.send(n.pid, PaxosMessage::Accepted { n, accepted_idx });
+        }
+        self.flush_forwards();
+        for (to, session, next_seq) in std::mem::take(&mut self.acks_pending) {
+            self.send(to, PaxosMessage::ForwardAck { session, next_seq });
+        }
+        Ok(())
+    }
+
+    /// Makes all writes durable. After it succeeds, the leader counts its own log as
+    /// accepted and the decided index of this commit becomes visible.
+    pub fn commit(&mut self) -> std::result::Result<(), StorageError> {
+        self.storage.commit()?;
+        self.durable_log_len = self.log_len;
+        self.visible_decided = self.storage.decided_idx();
+        if self.role == Role::Leader && self.phase == Phase::Accept {
+            self.try_decide();
+            self.send_decide_if_pending();
+        }
+        Ok(())
+    }
+
+    /// Moves the outgoing messages into `out`.
+    pub fn take_outgoing(&mut self, out: &mut Vec<Message>) {
+        out.append(&mut self.outgoing);
+    }
+
+    fn send(&mut self, to: NodeId, msg: PaxosMessage) {
+        self.outgoing.push(Message {
+            from: self.pid,
+            to,
+            body: Body::Paxos(msg),
+        });
+    }
+
+    fn set_decided(&mut self, idx: u64) -> Result<()> {
+        if idx > self.decided_idx {
+            self.decided_idx = idx;
+            self.storage.set_decided_idx(idx)?;
+        }
+        Ok(())
+    }
+
+    // ----- compaction ----------------------------------------------------------------------
+
+    /// Trims the log up to `idx` everywhere (leader only; every server must have accepted
+    /// it in this round and it must be decided).
+    pub fn trim(&mut self, idx: Option<u64>) -> Result<()> {
+        if self.role != Role::Leader || self.phase != Phase::Accept {
+            let leader = self.leader.pid;
+            return Err(Error::InvalidArgument(format!(
+                "trim must be called at the leader (this node is {}, the leader is {})",
+                self.pid,
+                if leader == 0 {
+                    "unknown".to_string()
+                } else {
+                    leader.to_string()
+                }
+            )));
+        }
+        let mut min_all = self.visible_decided;
+        for (i, p) in self.ls.peers.iter().enumerate() {
+            match p.accepted_idx {
+                Some(a) => min_all = min_all.min(a),
+                None => {
+                    return Err(Error::InvalidArgument(format!(
+                        "trim needs every server in the accept phase; server {} is not",
+                        self.peers[i]
+                    )))
+                }
+            }
+        }
+        let target = match idx {
+            None => min_all,
+            Some(i) if i <= min_all => i,
+            Some(i) => {
+                return Err(Error::InvalidArgument(format!(
+                    "cannot trim to {i}: only entries below {min_all} are decided and accepted by every server"
+                )))
+            }
+        };
+        if target <= self.compacted_idx {
+            return Ok(());
+        }
+        self.storage.trim(target)?;
+        self.compacted_idx = target;
+        let n = self.ls.n_leader;
+        for i in 0..self.peers.len() {
+            let p = self.peers[i];
+            self.send(
+                p,
+                PaxosMessage::Trim {
+                    n,
+                    trimmed_idx: target,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn handle_trim(&mut self, n: Ballot, idx: u64) -> Result<()> {
+        if n != self.promise || self.role != Role::Follower {
+            return Ok(());
+        }
+        let target = idx.min(self.decided_idx);
+        if target > self.compacted_idx {
+            self.storage.trim(target)?;
+            self.compacted_idx = target;
+        }
+        Ok(())
+    }
+
+    /// Storage read of `from..to` into the scratch buffer, returned by value (moved out).
+    fn read_suffix(&mut self, from: u64, to: u64) -> Result<Entries> {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        if from < to {
+            self.storage.read_entries(from, to, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn peer_index(&self, pid: NodeId) -> Option<usize> {
+        self.peers.iter().position(|&p| p == pid)
+    }
+}

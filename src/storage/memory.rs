@@ -98,7 +98,12 @@ impl Storage for MemoryStorage {
             return Ok(());
         }
         if idx > self.log_len() {
-            return Err(out_of_range(self.compacted_idx, idx, self.compacted_idx, self.log_len()));
+            return Err(out_of_range(
+                self.compacted_idx,
+                idx,
+                self.compacted_idx,
+                self.log_len(),
+            ));
         }
         self.log.drain_front((idx - self.compacted_idx) as usize);
         self.compacted_idx = idx;

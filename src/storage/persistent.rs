@@ -14,6 +14,9 @@ pub fn open(
 ) -> Result<Box<dyn Storage>, StorageError> {
     Err(StorageError::new(
         StorageErrorKind::Io,
-        format!("persistent storage at {} is not supported yet", path.display()),
+        format!(
+            "persistent storage at {} is not supported yet",
+            path.display()
+        ),
     ))
 }

@@ -1,0 +1,156 @@
+//! Sequence Paxos, the follower's side: promise, AcceptSync, AcceptDecide, Decide.
+
+use super::{Phase, Role, SequencePaxos};
+use crate::entries::Entries;
+use crate::errors::Result;
+use crate::messages::{Ballot, NodeId, PaxosMessage, StopSign};
+
+impl SequencePaxos {
+    pub(super) fn handle_prepare(
+        &mut self,
+        from: NodeId,
+        n: Ballot,
+        leader_decided: u64,
+        leader_n_accepted: Ballot,
+        leader_accepted_idx: u64,
+    ) -> Result<()> {
+        if n < self.promise || n.pid != from || (n == self.promise && self.role == Role::Leader) {
+            return Ok(());
+        }
+        self.storage.set_promise(n)?;
+        self.promise = n;
+        if self.role == Role::Leader {
+            self.log(format!("preempted by server {from} with ballot {n:?}"));
+            self.role = Role::Follower;
+            self.requeue_own_proposals();
+        }
+        self.phase = Phase::Prepare;
+        self.accepted_pending = false;
+        self.set_leader(n);
+        // Send the part of our log the leader lacks.
+        let suffix_idx = if self.accepted_round > leader_n_accepted {
+            leader_decided.max(self.compacted_idx).min(self.log_len)
+        } else if self.accepted_round == leader_n_accepted && self.log_len > leader_accepted_idx {
+            leader_accepted_idx.max(self.compacted_idx)
+        } else {
+            self.log_len
+        };
+        let suffix = self.read_suffix(suffix_idx, self.log_len)?;
+        let msg = PaxosMessage::Promise {
+            n,
+            n_accepted: self.accepted_round,
+            decided_idx: self.decided_idx,
+            accepted_idx: self.log_len,
+            suffix_idx,
+            suffix,
+            stopsign: self.stopsign.clone(),
+        };
+        self.send(from, msg);
+        Ok(())
+    }
+
+    pub(super) fn handle_accept_sync(
+        &mut self,
+        from: NodeId,
+        n: Ballot,
+        sync_idx: u64,
+        suffix: Entries,
+        decided_idx: u64,
+        stopsign: Option<StopSign>,
+    ) -> Result<()> {
+        if n != self.promise || self.role != Role::Follower {
+            return Ok(());
+        }
+        match self.phase {
+            Phase::Accept => {
+                // A re-sent AcceptSync of this round: our log already extends it. Tell the
+                // leader how far we are instead of cutting entries we acknowledged.
+                self.accepted_pending = true;
+                return Ok(());
+            }
+            Phase::Recover => {
+                self.send(from, PaxosMessage::PrepareReq { n });
+                return Ok(());
+            }
+            Phase::Prepare => {}
+        }
+        if sync_idx > self.log_len || sync_idx < self.compacted_idx {
+            // We cannot splice the suffix in: ask for a fresh Prepare.
+            self.send(from, PaxosMessage::PrepareReq { n });
+            return Ok(());
+        }
+        self.storage.truncate(sync_idx)?;
+        self.storage.append_entries(&suffix)?;
+        self.log_len = sync_idx + suffix.len() as u64;
+        self.storage.set_accepted_round(n)?;
+        self.accepted_round = n;
+        if stopsign != self.stopsign {
+            self.storage.set_stopsign(stopsign.clone())?;
+            self.stopsign = stopsign;
+        }
+        let decided = decided_idx.min(self.log_len);
+        self.set_decided(decided)?;
+        self.phase = Phase::Accept;
+        self.accepted_pending = true;
+        // The leader is established: send it whatever waits to be forwarded.
+        self.forwarding.sent_upto = self.forwarding.first_seq;
+        Ok(())
+    }
+
+    pub(super) fn handle_accept_decide(
+        &mut self,
+        n: Ballot,
+        start_idx: u64,
+        entries: Entries,
+        decided_idx: u64,
+    ) -> Result<()> {
+        if n != self.promise || self.role != Role::Follower || self.phase != Phase::Accept {
+            return Ok(());
+        }
+        if start_idx > self.log_len {
+            // A gap (an earlier batch was lost): the leader re-sends from our accepted index.
+            self.accepted_pending = true;
+            return Ok(());
+        }
+        let overlap = (self.log_len - start_idx) as usize;
+        if overlap == 0 {
+            self.storage.append_entries(&entries)?;
+            self.log_len += entries.len() as u64;
+        } else if overlap < entries.len() {
+            let rest = entries.slice(overlap, entries.len());
+            self.storage.append_entries(&rest)?;
+            self.log_len += rest.len() as u64;
+        }
+        let decided = decided_idx.min(self.log_len);
+        self.set_decided(decided)?;
+        self.accepted_pending = true;
+        Ok(())
+    }
+
+    pub(super) fn handle_decide(&mut self, n: Ballot, decided_idx: u64) -> Result<()> {
+        if n != self.promise || self.role != Role::Follower || self.phase != Phase::Accept {
+            return Ok(());
+        }
+        let decided = decided_idx.min(self.log_len);
+        self.set_decided(decided)
+    }
+
+    pub(super) fn handle_accept_stopsign(
+        &mut self,
+        n: Ballot,
+        idx: u64,
+        stopsign: StopSign,
+    ) -> Result<()> {
+        if n != self.promise || self.role != Role::Follower || self.phase != Phase::Accept {
+            return Ok(());
+        }
+        if idx != self.log_len {
+            self.accepted_pending = true;
+            return Ok(());
+        }
+        self.storage.set_stopsign(Some(stopsign.clone()))?;
+        self.stopsign = Some(stopsign);
+        self.accepted_pending = true;
+        Ok(())
+    }
+}
