@@ -389,8 +389,10 @@ class OmniPaxos:
         self._call(self._lib.omnipaxos_reconnected, _u64(pid, "pid"))
 
     def trim(self, idx: Optional[int] = None) -> None:
-        """Trims (compacts) the log up to ``idx`` on every server; ``None`` trims everything
-        decided at every server. At a follower the request is forwarded to the leader."""
+        """Trims (compacts) the log up to ``idx`` on every server; ``None`` trims as far as
+        possible (everything decided and accepted by every server). Only the leader can
+        trim: elsewhere, and beyond what can be trimmed, it raises
+        :class:`~omnipaxos.InvalidArgumentError`."""
         target = _U64_MAX if idx is None else _u64(idx, "idx")
         self._call(self._lib.omnipaxos_trim, target)
 

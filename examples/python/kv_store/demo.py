@@ -182,7 +182,7 @@ class Cluster:
         finally:
             self.view.end()
 
-    def put(self, key: str, value: str, via: List[int], leader: Optional[int]) -> int:
+    def put(self, key: str, value: str, via: List[int]) -> int:
         """PUT through the first node of ``via`` (trying the next ones on failure);
         returns the log index the entry was decided at."""
         errors = []
@@ -193,7 +193,7 @@ class Cluster:
                 errors.append(f"node {pid}: {e}")
                 continue
             if answer.get("ok"):
-                role = "leader" if pid == leader else "follower, forwarded to the leader"
+                role = "leader" if pid == answer.get("leader") else "follower, forwarded to the leader"
                 print(f"    PUT {key} = {value} via node {pid} ({role}) -> decided at index {answer['idx']}")
                 return int(answer["idx"])
             errors.append(f"node {pid}: {answer.get('error')}")
@@ -214,6 +214,32 @@ def agreed_leader(statuses: Dict[int, Status], among: List[int]) -> Optional[int
     return leader if leader in among else None
 
 
+class StableLeader:
+    """A predicate for ``Cluster.wait_for``: the nodes of ``among`` agree on a leader among
+    them, are quorum-connected, and have kept agreeing for ``hold`` seconds."""
+
+    def __init__(self, among: List[int], hold: float = 0.5) -> None:
+        self.among = among
+        self.hold = hold
+        self.candidate: Optional[int] = None
+        self.since = 0.0
+        self.leader: Optional[int] = None
+
+    def __call__(self, statuses: Dict[int, Status]) -> bool:
+        leader = agreed_leader(statuses, self.among)
+        connected = all(statuses[p] is not None and statuses[p]["quorum_connected"] for p in self.among)  # type: ignore[index]
+        now = time.monotonic()
+        if leader is None or not connected:
+            self.candidate = None
+            return False
+        if leader != self.candidate:
+            self.candidate, self.since = leader, now
+        if now - self.since >= self.hold:
+            self.leader = leader
+            return True
+        return False
+
+
 def step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
@@ -227,20 +253,26 @@ def run(cluster: Cluster) -> None:
         cluster.start(pid)
 
     step("waiting for the nodes to elect a leader")
-    statuses = cluster.wait_for("a leader", lambda s: agreed_leader(s, list(PIDS)) is not None)
-    leader = agreed_leader(statuses, list(PIDS))
+    stable = StableLeader(list(PIDS))
+    statuses = cluster.wait_for("a leader", stable)
+    leader = stable.leader
     assert leader is not None
     print(f"leader elected: node {leader}, ballot {statuses[leader]['ballot']}")  # type: ignore[index]
     for pid in PIDS:
         print(f"    node {pid}: storage {statuses[pid]['storage']}")  # type: ignore[index]
+    persistent = all(str(st["storage"]).startswith("persistent") for st in statuses.values())  # type: ignore[index]
 
     step("writing keys through the client, at the leader and at the followers")
     for i in range(6):
         via = PIDS[i % 3]
         key, value = f"key{i}", f"value{i}"
-        cluster.put(key, value, [via, *[p for p in PIDS if p != via]], leader)
+        cluster.put(key, value, [via, *[p for p in PIDS if p != via]])
         expected[key] = value
 
+    stable = StableLeader(list(PIDS), hold=0.0)  # who leads right now
+    statuses = cluster.wait_for("the current leader", stable)
+    leader = stable.leader
+    assert leader is not None
     step(f"killing the leader, node {leader}, with SIGKILL")
     cluster.kill(leader)
     killed = leader
@@ -248,8 +280,9 @@ def run(cluster: Cluster) -> None:
     print(f"node {killed} killed; nodes {survivors[0]} and {survivors[1]} remain")
 
     step("waiting for a new leader among the survivors")
-    statuses = cluster.wait_for("a new leader", lambda s: agreed_leader(s, survivors) is not None)
-    leader = agreed_leader(statuses, survivors)
+    stable = StableLeader(survivors)
+    statuses = cluster.wait_for("a new leader", stable)
+    leader = stable.leader
     assert leader is not None
     if leader == killed:
         raise DemoFailure("the killed node is still the leader")
@@ -259,12 +292,12 @@ def run(cluster: Cluster) -> None:
     for i in range(6, 12):
         via = survivors[i % 2]
         key, value = f"key{i}", f"value{i}"
-        cluster.put(key, value, [via, *[p for p in survivors if p != via]], leader)
+        cluster.put(key, value, [via, *[p for p in survivors if p != via]])
         expected[key] = value
-    cluster.put("key0", "value0-updated", [survivors[0], survivors[1]], leader)
+    cluster.put("key0", "value0-updated", [survivors[0], survivors[1]])
     expected["key0"] = "value0-updated"
 
-    how = "from memory storage" if cluster.memory else "from its storage directory"
+    how = "from its storage directory" if persistent else "on empty memory storage: all from its peers"
     step(f"restarting node {killed} with --recover ({how}, then fail_recovery)")
     cluster.start(killed, recover=True)
 
@@ -284,7 +317,7 @@ def run(cluster: Cluster) -> None:
 
     step(f"writing through the restarted node {killed}")
     for key, value in (("after-restart", "yes"), ("key1", "value1-updated")):
-        cluster.put(key, value, [killed, *survivors], leader)
+        cluster.put(key, value, [killed, *survivors])
         expected[key] = value
 
     step("checking that every node holds the same data")

@@ -204,7 +204,7 @@ class KVNode:
         link.wbuf = bytearray(encode_frame(peer_hello(self.pid)))
         if link.lost:
             self.node.reconnected(link.pid)
-            self.log(f"link to node {link.pid} is back: reconnected({link.pid})")
+            self.log(f"link to node {link.pid} is up after a failure: reconnected({link.pid})")
             link.lost = False
         else:
             self.log(f"link to node {link.pid} is up")
@@ -399,7 +399,8 @@ class KVNode:
                     self.store.pop(key, None)
                 waiting = self.pending.pop(entry.get("id", ""), None)
                 if waiting is not None:
-                    self.reply(waiting[0], {"ok": True, "idx": idx, "pid": self.pid})
+                    answer = {"ok": True, "idx": idx, "pid": self.pid, "leader": self.node.leader}
+                    self.reply(waiting[0], answer)
 
     def expire_pending(self, now: float) -> None:
         for rid, (conn, deadline) in list(self.pending.items()):
