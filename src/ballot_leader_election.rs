@@ -10,8 +10,10 @@
 //! never gossiped, which is what keeps a server that is connected to only part of the
 //! cluster from re-electing a leader that a majority cannot reach.
 //!
-//! Within a round, requests that got no reply are re-sent every `resend_tick_timeout` ticks,
-//! so a single lost message does not look like a failed leader.
+//! Within a round, the request is re-sent to every peer every `resend_tick_timeout` ticks and
+//! the latest reply counts: a single lost message does not look like a failed leader, and a
+//! leader that loses its quorum mid-round is noticed at the end of that same round, not one
+//! round later.
 
 use crate::messages::{Ballot, BleMessage, Body, Message, NodeId};
 
@@ -34,13 +36,21 @@ pub struct BallotLeaderElection {
     quorum_connected: bool,
     round: u32,
     replies: Vec<Reply>,
+    /// Ticks seen so far.
+    now: u64,
+    /// The tick of the last reply from each peer (indexed like `peers`).
+    last_reply: Vec<u64>,
+    /// A peer counts as connected while its last reply is at most this many ticks old.
+    window: u64,
     outgoing: Vec<Message>,
 }
 
 impl BallotLeaderElection {
-    /// A server `pid` among `peers` with the given leader priority. It starts believing it is
-    /// quorum-connected, so that a healthy cluster agrees on a leader after one round.
-    pub fn new(pid: NodeId, peers: Vec<NodeId>, priority: u32) -> Self {
+    /// A server `pid` among `peers` with the given leader priority. A peer counts as
+    /// connected while its last heartbeat reply is at most `window` ticks old. The server
+    /// starts believing it is quorum-connected, so that a healthy cluster agrees on a leader
+    /// after one round.
+    pub fn new(pid: NodeId, peers: Vec<NodeId>, priority: u32, window: u64) -> Self {
         let majority = crate::config::majority_of(peers.len() + 1);
         BallotLeaderElection {
             pid,
@@ -50,6 +60,9 @@ impl BallotLeaderElection {
             quorum_connected: true,
             round: 0,
             replies: Vec::with_capacity(peers.len()),
+            now: 0,
+            last_reply: vec![0; peers.len()],
+            window,
             outgoing: Vec::new(),
             peers,
         }
@@ -70,6 +83,23 @@ impl BallotLeaderElection {
         self.quorum_connected
     }
 
+    /// Advances time by one tick.
+    pub fn tick(&mut self) {
+        self.now += 1;
+    }
+
+    /// Whether a majority (this server included) replied within the last `window` ticks.
+    /// Replies carry this live value, so a leader that loses its quorum is noticed within
+    /// about one window, whatever the phase of the heartbeat rounds.
+    fn quorum_connected_now(&self) -> bool {
+        let fresh = self
+            .last_reply
+            .iter()
+            .filter(|&&t| self.now.saturating_sub(t) <= self.window)
+            .count();
+        fresh + 1 >= self.majority
+    }
+
     /// Whether a heartbeat round has been started.
     pub fn started(&self) -> bool {
         self.round > 0
@@ -78,6 +108,14 @@ impl BallotLeaderElection {
     /// Forgets the leader (after a crash): the next round elects afresh.
     pub fn reset_leader(&mut self) {
         self.leader = None;
+    }
+
+    /// Follows `b` (a ballot the replication layer has promised) until the next round shows
+    /// whether its owner is alive and quorum-connected.
+    pub fn follow(&mut self, b: Ballot) {
+        if self.leader.map_or(true, |l| b > l) {
+            self.leader = Some(b);
+        }
     }
 
     /// Raises this server's ballot above `floor` and elects itself. Used when the
@@ -101,16 +139,14 @@ impl BallotLeaderElection {
         changed
     }
 
-    /// Re-sends this round's request to every peer that has not answered yet.
+    /// Re-sends this round's request to every peer (a later reply replaces an earlier one).
     pub fn resend(&mut self) {
         if self.round == 0 {
             return;
         }
         for i in 0..self.peers.len() {
             let p = self.peers[i];
-            if !self.replies.iter().any(|r| r.from == p) {
-                self.send(p, BleMessage::HeartbeatRequest { round: self.round });
-            }
+            self.send(p, BleMessage::HeartbeatRequest { round: self.round });
         }
     }
 
@@ -121,7 +157,7 @@ impl BallotLeaderElection {
                 let reply = BleMessage::HeartbeatReply {
                     round,
                     ballot: self.current_ballot,
-                    quorum_connected: self.quorum_connected,
+                    quorum_connected: self.quorum_connected && self.quorum_connected_now(),
                 };
                 self.send(from, reply);
             }
@@ -130,12 +166,20 @@ impl BallotLeaderElection {
                 ballot,
                 quorum_connected,
             } => {
-                if round == self.round && !self.replies.iter().any(|r| r.from == from) {
-                    self.replies.push(Reply {
-                        from,
-                        ballot,
-                        quorum_connected,
-                    });
+                if let Some(i) = self.peers.iter().position(|&p| p == from) {
+                    self.last_reply[i] = self.now;
+                }
+                if round != self.round {
+                    return;
+                }
+                let reply = Reply {
+                    from,
+                    ballot,
+                    quorum_connected,
+                };
+                match self.replies.iter_mut().find(|r| r.from == from) {
+                    Some(r) => *r = reply,
+                    None => self.replies.push(reply),
                 }
             }
         }
@@ -156,7 +200,8 @@ impl BallotLeaderElection {
     }
 
     fn check_leader(&mut self) -> Option<Ballot> {
-        self.quorum_connected = self.replies.len() + 1 >= self.majority;
+        self.quorum_connected =
+            self.replies.len() + 1 >= self.majority && self.quorum_connected_now();
         let mut top: Option<Ballot> = None;
         let mut leader_alive = false;
         let own = if self.quorum_connected {
@@ -230,7 +275,7 @@ mod tests {
 
     fn cluster(n: u64) -> Vec<BallotLeaderElection> {
         (1..=n)
-            .map(|p| BallotLeaderElection::new(p, (1..=n).filter(|&q| q != p).collect(), 0))
+            .map(|p| BallotLeaderElection::new(p, (1..=n).filter(|&q| q != p).collect(), 0, 1))
             .collect()
     }
 

@@ -50,8 +50,12 @@ impl OmniPaxos {
             batch_size: config.batch_size,
             max_resend_entries: config.batch_size.max(1024),
         };
-        let ble =
-            BallotLeaderElection::new(config.pid, config.peers.clone(), config.leader_priority);
+        let ble = BallotLeaderElection::new(
+            config.pid,
+            config.peers.clone(),
+            config.leader_priority,
+            config.election_tick_timeout + config.resend_tick_timeout,
+        );
         let sp = SequencePaxos::new(config.pid, config.peers.clone(), limits, storage, session);
         Ok(OmniPaxos {
             config,
@@ -154,6 +158,7 @@ impl OmniPaxos {
             self.ble.hb_timeout();
         }
         self.ticks += 1;
+        self.ble.tick();
         if self.ticks % self.config.election_tick_timeout == 0 {
             self.election_timeout()?;
         }
@@ -173,10 +178,18 @@ impl OmniPaxos {
     }
 
     fn on_leader(&mut self, b: Ballot) {
-        if let Err(promised) = self.sp.handle_leader(b) {
-            let nb = self.ble.take_over_above(promised);
-            // Cannot fail again: nb is above everything promised.
-            let _ = self.sp.handle_leader(nb);
+        match self.sp.handle_leader(b) {
+            Ok(()) => {}
+            Err(promised) if promised.pid == self.config.pid => {
+                // Our own ballot from before a restart: never lead twice with one ballot.
+                let nb = self.ble.take_over_above(promised);
+                let _ = self.sp.handle_leader(nb);
+            }
+            Err(promised) => {
+                // Elected, but a higher ballot was promised to another server: follow that
+                // one for now. If the next round shows it gone, this server takes over.
+                self.ble.follow(promised);
+            }
         }
     }
 
