@@ -143,8 +143,9 @@ def test_bad_read_ranges(elected: LocalCluster) -> None:
 
 def test_unknown_peer_for_reconnected() -> None:
     with OmniPaxos.from_hocon_str(node_config()) as node:
-        with pytest.raises(omnipaxos.OmniPaxosError):
+        with pytest.raises(omnipaxos.InvalidArgumentError) as info:
             node.reconnected(99)
+        assert "99" in info.value.message
 
 
 # -- incoming messages --------------------------------------------------------------------
