@@ -36,6 +36,7 @@ def test_kv_store_demo_end_to_end() -> None:
         "killing the leader",
         "new leader: node",
         "restarting node",
+        "is back, storage",
         "caught up",
         "identical",
         "ALL CHECKS PASSED",

@@ -300,6 +300,10 @@ def run(cluster: Cluster) -> None:
     how = "from its storage directory" if persistent else "on empty memory storage: all from its peers"
     step(f"restarting node {killed} with --recover ({how}, then fail_recovery)")
     cluster.start(killed, recover=True)
+    statuses = cluster.wait_for(f"node {killed} to answer", lambda s: s[killed] is not None)
+    st = statuses[killed]
+    assert st is not None
+    print(f"node {killed} is back, storage {st['storage']}: it starts at decided_idx {st['decided_idx']}")
 
     def caught_up(s: Dict[int, Status]) -> bool:
         if any(st is None for st in s.values()):
