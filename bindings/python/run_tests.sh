@@ -14,7 +14,10 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet pytest
+# setuptools builds in the source tree: start from a clean one so no stale file is installed.
+rm -rf "$root/bindings/python/build" "$root/bindings/python/omnipaxos.egg-info"
 "$venv/bin/python" -m pip install --quiet --force-reinstall --no-deps "$root/bindings/python"
+rm -rf "$root/bindings/python/build" "$root/bindings/python/omnipaxos.egg-info"
 
 cargo build --release --quiet
 lib="$root/target/release/libomnipaxos.so"
