@@ -10,7 +10,8 @@ is the result of applying the decided entries in order. The process runs one eve
 * send the node's outgoing messages on one outbound TCP link per peer; a link that is down
   is re-connected with exponential backoff, messages for it are dropped meanwhile (the
   protocol re-sends), and ``reconnected(pid)`` is called when it comes back;
-* apply newly decided entries (``read_decided`` from the applied index) to a dict and
+* apply newly decided entries (``read_decided`` from the applied index) to a dict, once per
+  request id (a forwarded proposal can be decided twice across a leader change), and
   answer the clients whose PUT was just applied.
 
 Client requests (JSON objects, one per frame): ``{"op": "put", "key": k, "value": v}``
@@ -35,7 +36,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -115,6 +116,7 @@ class KVNode:
             self.log("recovering: fail_recovery() called, catching up from the peers")
         self.store: Dict[str, str] = {}
         self.applied = 0
+        self.applied_ids: Set[str] = set()  # request ids applied: exactly-once application
         self.pending: Dict[str, Tuple[Conn, float]] = {}
         self.leader: Optional[int] = None
         self.running = True
@@ -390,14 +392,17 @@ class KVNode:
                 self.applied += 1
                 try:
                     entry = json.loads(data.decode())
-                    op, key = entry["op"], entry["key"]
+                    op, key, rid = entry["op"], entry["key"], entry["id"]
                 except (ValueError, KeyError, TypeError):
                     continue  # not one of ours (e.g. a StopSign): skip
+                if rid in self.applied_ids:
+                    continue  # a forwarded proposal decided twice (leader change): apply once
+                self.applied_ids.add(rid)
                 if op == "put":
                     self.store[key] = entry.get("value", "")
                 elif op == "delete":
                     self.store.pop(key, None)
-                waiting = self.pending.pop(entry.get("id", ""), None)
+                waiting = self.pending.pop(rid, None)
                 if waiting is not None:
                     answer = {"ok": True, "idx": idx, "pid": self.pid, "leader": self.node.leader}
                     self.reply(waiting[0], answer)
