@@ -1160,3 +1160,102 @@ fn cluster_on_persistent_storage_survives_node_crashes() {
     assert!(chosen.len() > 500, "too little progress: {}", chosen.len());
     assert!(last_decided.iter().all(|&d| d + 50 >= chosen.len() as u64));
 }
+
+// ---------------------------------------------------------------------------------------
+// throughput (ignored: run with `cargo test --release --test persistent_storage --
+// --ignored --nocapture`)
+
+/// Runs `op` for about `budget` and returns the operations per second.
+fn rate(budget: Duration, mut op: impl FnMut(u64)) -> f64 {
+    let t = Instant::now();
+    let mut n = 0u64;
+    while n < 3 || t.elapsed() < budget {
+        op(n);
+        n += 1;
+    }
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// Commits per second of single 16-byte entries and of batches of 1000, under
+/// `SyncPolicy::Always`, next to a raw write + fdatasync loop in the same directory (the
+/// system temporary directory, or `OPX_BENCH_DIR`), and to `MemoryStorage`.
+#[test]
+#[ignore]
+fn bench_commit_rates() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let base = std::env::var_os("OPX_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let budget = Duration::from_millis(
+        std::env::var("OPX_BENCH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
+    );
+    let d = TempDir::new_in(&base, "bench");
+    fs::create_dir_all(d.path()).unwrap();
+    let entry = [0x5au8; 16];
+
+    // raw: append 36 bytes (an entry and its header) + fdatasync, as a log append does
+    let p = d.path().join("raw-append");
+    let mut f = fs::File::create(&p).unwrap();
+    let raw_append = rate(budget, |_| {
+        f.write_all(&[7u8; 36]).unwrap();
+        f.sync_data().unwrap();
+    });
+    drop(f);
+    // raw: overwrite 128 bytes in place + fdatasync, as a commit record write does
+    let p = d.path().join("raw-inplace");
+    let f = fs::File::create(&p).unwrap();
+    f.write_all_at(&[0u8; 8192], 0).unwrap();
+    f.sync_all().unwrap();
+    let raw_inplace = rate(budget, |i| {
+        f.write_all_at(&[i as u8; 128], (i % 2) * 4096).unwrap();
+        f.sync_data().unwrap();
+    });
+    drop(f);
+
+    let store = d.path().join("store");
+    let mut s = open(&store, SyncPolicy::Always, 64 << 20);
+    let mut one = Entries::new();
+    one.push(&entry);
+    let single = rate(budget, |_| {
+        s.append_entries(&one).unwrap();
+        s.commit().unwrap();
+    });
+    let mut batch = Entries::with_capacity(1000, 16_000);
+    for _ in 0..1000 {
+        batch.push(&entry);
+    }
+    let batches = rate(budget, |_| {
+        s.append_entries(&batch).unwrap();
+        s.commit().unwrap();
+    });
+    let state_only = rate(budget, |i| {
+        s.set_decided_idx(s.log_len() - (i % 2)).unwrap();
+        s.commit().unwrap();
+    });
+    drop(s);
+
+    let mut m = MemoryStorage::new();
+    let mem_batches = rate(budget, |_| {
+        m.append_entries(&batch).unwrap();
+        m.commit().unwrap();
+        if m.log_len() > 10_000_000 {
+            m = MemoryStorage::new();
+        }
+    });
+
+    println!("directory: {}", d.path().display());
+    println!("raw append 36 B + fdatasync:        {raw_append:>10.0} /s");
+    println!("raw overwrite 128 B + fdatasync:    {raw_inplace:>10.0} /s");
+    println!("single 16 B entry append + commit:  {single:>10.0} commits/s");
+    println!(
+        "1000 x 16 B batch append + commit:  {batches:>10.0} commits/s ({:.0} entries/s)",
+        batches * 1000.0
+    );
+    println!("state-only commit (decided index):  {state_only:>10.0} commits/s");
+    println!(
+        "MemoryStorage 1000 x 16 B batches:  {mem_batches:>10.0} commits/s ({:.0} entries/s)",
+        mem_batches * 1000.0
+    );
+}
