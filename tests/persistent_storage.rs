@@ -468,6 +468,34 @@ fn entry_larger_than_a_segment_is_refused() {
     assert_eq!(read_all(&s).len(), 2);
 }
 
+#[test]
+fn large_batches_of_small_entries_in_a_large_segment() {
+    // commitlog grows the index it writes through a memory map by half at most once per
+    // append (and panics past that): big batches must be cut to what it can take.
+    let d = TempDir::new("big-batches");
+    let mut s = open(d.path(), SyncPolicy::Never, 64 << 20);
+    let mut want = 0u64;
+    for n in [2000u64, 610, 1000, 1000, 5000, 20_000, 1, 100_000, 3] {
+        let e = entries_of(&vec![vec![0x11u8; 16]; n as usize]);
+        s.append_entries(&e).unwrap();
+        s.commit().unwrap();
+        want += n;
+        assert_eq!(s.log_len(), want);
+    }
+    let e = entries_of(&vec![Vec::new(); 300_000]);
+    s.append_entries(&e).unwrap();
+    s.commit().unwrap();
+    want += 300_000;
+    drop(s);
+    let s = open(d.path(), SyncPolicy::Never, 64 << 20);
+    assert_eq!(s.log_len(), want);
+    let mut out = Entries::new();
+    s.read_entries(want - 300_001, want - 299_999, &mut out)
+        .unwrap();
+    assert_eq!(out.get(0), Some(&[0x11u8; 16][..]));
+    assert_eq!(out.get(1), Some(&[][..]));
+}
+
 // ---------------------------------------------------------------------------------------
 // lock, I/O errors, full disk
 

@@ -28,10 +28,11 @@
 //! see all of it. `commit()` then applies the batch:
 //!
 //! - **Appending batch** (`keep == L`): the pending entries are appended to the commitlog
-//!   (one `write` per chunk of up to 4 MiB, never one per entry), the segment files written
-//!   are fdatasynced (plus, for a segment that was closed during the batch, its index, and
-//!   the directory when a segment file was created), and only then is the new state file
-//!   put in place. A crash before the rename leaves the old record, whose `L` makes the
+//!   (one `write` per chunk of up to 4 MiB, never one per entry; a chunk also holds no
+//!   more entries than commitlog's index can take in one append, see `index_room`), the
+//!   segment files written are fdatasynced (plus, for a segment that was closed during the
+//!   batch, its index, and the directory when a segment file was created), and only then
+//!   is the new state file put in place. A crash before the rename leaves the old record, whose `L` makes the
 //!   appended entries invisible; a crash after it leaves the whole batch.
 //! - **Overwriting batch** (`keep < L`, a leader replacing a follower's suffix): committed
 //!   entries are about to be destroyed, so first the whole batch (the new state with
@@ -108,7 +109,7 @@ use self::format::{decode_redo, decode_state, encode_redo, encode_state, State};
 use self::fsutil::{
     io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic, DirLock,
 };
-use self::segments::{index_path, segment_path, MSG_HEADER};
+use self::segments::{index_path, segment_path, INDEX_ENTRY, MSG_HEADER};
 use crate::config::SyncPolicy;
 use crate::entries::Entries;
 use crate::errors::{StorageError, StorageErrorKind};
@@ -153,6 +154,9 @@ pub struct PersistentStorage {
     active_index: Option<File>,
     /// Entries of the active index known to be preallocated.
     index_alloc: u64,
+    /// Bytes of commitlog's memory map of the active index: the file's length when
+    /// commitlog opened it, grown as commitlog grows it (see `index_room`).
+    index_map: u64,
     /// Whether the file system supports preallocation.
     can_preallocate: bool,
     /// Entries in the commitlog (its next offset).
@@ -296,6 +300,7 @@ impl PersistentStorage {
             active: None,
             active_index: None,
             index_alloc: 0,
+            index_map: 0,
             can_preallocate: true,
             disk_len: target,
             log_unsynced: false,
@@ -339,6 +344,7 @@ impl PersistentStorage {
         self.active = None;
         self.active_index = None;
         self.index_alloc = 0;
+        self.index_map = 0;
     }
 
     /// Opens commitlog on the (checked) directory and the active segment file.
@@ -362,6 +368,8 @@ impl PersistentStorage {
             .write(true)
             .open(&p)
             .map_err(|e| io_err("open", &p, e))?;
+        // (commitlog mapped the whole file just now)
+        self.index_map = idx.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         self.active_index = Some(idx);
         self.log = Some(log);
         Ok(())
@@ -453,6 +461,16 @@ impl PersistentStorage {
         self.rebuild_log(target)
     }
 
+    /// How many entries one append can add to the active index. commitlog 0.2 writes the
+    /// index through a memory map that it grows, when an append does not fit, once and by
+    /// half (`Index::resize`), and then panics on an append that still does not fit: a
+    /// chunk may not hold more entries than that.
+    fn index_room(&self) -> u64 {
+        let active_base = self.bases.last().copied().unwrap_or(0);
+        let used = self.disk_len - active_base;
+        (grown_index_map(self.index_map) / INDEX_ENTRY).saturating_sub(used)
+    }
+
     /// Appends the pending entries to the commitlog in chunks.
     fn append_pending(&mut self) -> Result<(), StorageError> {
         let pending = mem::take(&mut self.pending);
@@ -477,7 +495,11 @@ impl PersistentStorage {
         let (mut bytes, mut count) = (0u64, 0u64);
         for e in pending.iter() {
             let m = MSG_HEADER + e.len() as u64;
-            if count > 0 && (self.write_pos + bytes + m > max || bytes + m > CHUNK_BYTES) {
+            if count > 0
+                && (self.write_pos + bytes + m > max
+                    || bytes + m > CHUNK_BYTES
+                    || count >= self.index_room())
+            {
                 self.append_chunk(buf, bytes, count)?;
                 bytes = 0;
                 count = 0;
@@ -543,6 +565,10 @@ impl PersistentStorage {
                     ),
                 ))
             }
+        }
+        let used = (self.disk_len + count - active_base) * INDEX_ENTRY;
+        if used > self.index_map {
+            self.index_map = grown_index_map(self.index_map);
         }
         self.disk_len += count;
         self.stat_bytes += bytes;
@@ -746,6 +772,12 @@ impl PersistentStorage {
         }
         Ok(())
     }
+}
+
+/// The size commitlog 0.2 grows an index memory map of `bytes` bytes to.
+fn grown_index_map(bytes: u64) -> u64 {
+    let n = bytes + bytes / 2;
+    n - n % INDEX_ENTRY
 }
 
 fn append_error_text(e: &commitlog::AppendError) -> String {
