@@ -82,7 +82,8 @@ impl OmniPaxos {
     /// Appends an entry (the bytes are copied). At the leader it goes into the next batch;
     /// at a follower it is forwarded to the leader and re-sent until the leader takes it;
     /// while no leader is known it waits in a buffer of `buffer_size` entries. Fails with
-    /// `BufferFull` when that buffer is full and `Stopped` after a StopSign.
+    /// `BufferFull` when that buffer is full (at the leader: when `buffer_size` entries wait
+    /// to be decided) and `Stopped` after a StopSign.
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
         self.sp.append(entry)
     }
