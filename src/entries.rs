@@ -104,12 +104,13 @@ impl Entries {
         if from >= to {
             return;
         }
-        let start = other.start_of(from);
+        let start = other.start_of(from) as u64;
         let end = other.ends[to - 1] as usize;
-        let base = self.data.len() as u64 - start as u64;
-        self.data.extend_from_slice(&other.data[start..end]);
+        let base = self.data.len() as u64;
+        self.data
+            .extend_from_slice(&other.data[start as usize..end]);
         self.ends
-            .extend(other.ends[from..to].iter().map(|e| e + base));
+            .extend(other.ends[from..to].iter().map(|e| e - start + base));
     }
 
     /// A copy of entries `from..to`.
@@ -212,7 +213,10 @@ mod bytes_field {
                 Ok(v)
             }
         }
-        d.deserialize_byte_buf(V)
+        // `deserialize_bytes`, not `deserialize_byte_buf`: a borrowing decoder (bincode from a
+        // slice) then checks the claimed length against the bytes actually present before
+        // copying, so a forged length prefix cannot make it allocate.
+        d.deserialize_bytes(V)
     }
 }
 

@@ -1,23 +1,85 @@
-//! The wire format (interim version; the full module with bounds tests lands separately).
+//! The wire format: the only place where a [`Message`] becomes bytes and bytes become a
+//! [`Message`].
+//!
+//! One message is a fixed 21-byte header followed by the body:
+//!
+//! | offset | size | field                                        |
+//! |--------|------|----------------------------------------------|
+//! | 0      | 1    | wire-format version, [`WIRE_VERSION`]         |
+//! | 1      | 4    | `config_id`, little endian                    |
+//! | 5      | 8    | sender pid (`from`), little endian            |
+//! | 13     | 8    | receiver pid (`to`), little endian            |
+//! | 21     | ...  | the [`Body`], bincode 2 with the standard configuration (variable-length integers) |
+//!
+//! The header is fixed so that a router can read the sender, receiver and configuration
+//! without decoding the body. Entry payloads travel as one length-prefixed byte string
+//! per batch (see [`Entries`](crate::entries::Entries)), so encoding and decoding a batch
+//! costs a copy of its bytes plus one varint per entry, and never one allocation per entry.
+//!
+//! [`decode`] never panics and never allocates much more than the message it is given
+//! (a length prefix that claims more bytes than the message holds is rejected before
+//! anything is allocated for it); a message must be consumed exactly, trailing bytes are an
+//! error.
+
+use bincode::config::{Configuration, LittleEndian, NoLimit, Varint};
 
 use crate::errors::DecodeError;
-use crate::messages::{Body, Message};
+use crate::messages::{BleMessage, Body, Message, PaxosMessage};
 
-/// Version of the wire format.
+/// The version of the wire format written by [`encode`] and accepted by [`decode`]. It is
+/// bumped whenever the encoding of any message changes.
 pub const WIRE_VERSION: u8 = 1;
-/// Bytes of the fixed header.
+
+/// Length of the fixed header: version (1) + `config_id` (4) + `from` (8) + `to` (8).
 pub const HEADER_LEN: usize = 21;
 
-/// Appends the encoding of `msg` to `out`.
+type BincodeConfig = Configuration<LittleEndian, Varint, NoLimit>;
+
+/// The bincode configuration of the body. Changing it changes the wire format.
+const fn bincode_config() -> BincodeConfig {
+    bincode::config::standard()
+}
+
+/// A bincode writer that appends straight to the caller's buffer (no intermediate `Vec`).
+struct AppendWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for AppendWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// Appends the encoding of `msg`, tagged with `config_id`, to `out`.
+///
+/// `out` may already hold other messages; it is only appended to. Encoding cannot fail:
+/// every message type has a fixed shape.
 pub fn encode(config_id: u32, msg: &Message, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.reserve(HEADER_LEN + body_size_hint(&msg.body));
     out.push(WIRE_VERSION);
     out.extend_from_slice(&config_id.to_le_bytes());
     out.extend_from_slice(&msg.from.to_le_bytes());
     out.extend_from_slice(&msg.to.to_le_bytes());
-    let _ = bincode::serde::encode_into_std_write(&msg.body, out, bincode::config::standard());
+    let res = bincode::serde::encode_into_writer(&msg.body, AppendWriter(out), bincode_config());
+    if let Err(e) = res {
+        // Unreachable: the writer never fails and every message serializes sequences with a
+        // known length. Never leave half a message behind in release builds.
+        out.truncate(start);
+        if cfg!(debug_assertions) {
+            unreachable!("encoding a message failed: {e}");
+        }
+    }
 }
 
-/// Decodes one message.
+/// Decodes one message of at most `max_len` bytes; returns its `config_id` and the message.
+///
+/// Rejects, in this order: a message longer than `max_len` ([`DecodeError::TooLarge`],
+/// before anything else is looked at), an empty message ([`DecodeError::Malformed`]), a
+/// version byte other than [`WIRE_VERSION`] ([`DecodeError::UnsupportedVersion`]), and
+/// anything that is not exactly one header and one well-formed body
+/// ([`DecodeError::Malformed`]: truncated, garbage, invalid entry offsets, trailing bytes).
 pub fn decode(bytes: &[u8], max_len: usize) -> Result<(u32, Message), DecodeError> {
     if bytes.len() > max_len {
         return Err(DecodeError::TooLarge {
@@ -25,26 +87,526 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<(u32, Message), DecodeErro
             max: max_len,
         });
     }
-    if bytes.len() < HEADER_LEN {
-        return Err(DecodeError::Malformed("shorter than the header".into()));
+    let Some(&version) = bytes.first() else {
+        return Err(DecodeError::Malformed("empty message".into()));
+    };
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
     }
-    if bytes[0] != WIRE_VERSION {
-        return Err(DecodeError::UnsupportedVersion(bytes[0]));
-    }
-    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap_or([0; 4]));
-    let u64_at = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap_or([0; 8]));
+    let Some((header, body_bytes)) = split_header(bytes) else {
+        return Err(DecodeError::Malformed(format!(
+            "{} bytes is shorter than the {HEADER_LEN}-byte header",
+            bytes.len()
+        )));
+    };
     let (body, used): (Body, usize) =
-        bincode::serde::decode_from_slice(&bytes[HEADER_LEN..], bincode::config::standard())
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if used != bytes.len() - HEADER_LEN {
-        return Err(DecodeError::Malformed("trailing bytes".into()));
+        bincode::serde::decode_from_slice(body_bytes, bincode_config())
+            .map_err(|e| DecodeError::Malformed(format!("invalid message body: {e}")))?;
+    if used != body_bytes.len() {
+        return Err(DecodeError::Malformed(format!(
+            "{} trailing bytes after the message body",
+            body_bytes.len() - used
+        )));
     }
     Ok((
-        u32_at(1),
+        header.config_id,
         Message {
-            from: u64_at(5),
-            to: u64_at(13),
+            from: header.from,
+            to: header.to,
             body,
         },
     ))
+}
+
+struct Header {
+    config_id: u32,
+    from: u64,
+    to: u64,
+}
+
+/// Splits off and parses the fixed header (the version byte is checked by the caller).
+fn split_header(bytes: &[u8]) -> Option<(Header, &[u8])> {
+    let body = bytes.get(HEADER_LEN..)?;
+    let config_id = bytes.get(1..5)?.try_into().ok()?;
+    let from = bytes.get(5..13)?.try_into().ok()?;
+    let to = bytes.get(13..21)?.try_into().ok()?;
+    Some((
+        Header {
+            config_id: u32::from_le_bytes(config_id),
+            from: u64::from_le_bytes(from),
+            to: u64::from_le_bytes(to),
+        },
+        body,
+    ))
+}
+
+/// A close upper estimate of the encoded body size, so that `encode` reserves once.
+fn body_size_hint(body: &Body) -> usize {
+    // Fixed fields of the largest variants take well under 96 bytes as varints; an entry
+    // end offset takes at most 9 bytes but 5 or fewer in any realistic batch (< 4 GiB).
+    const FIXED: usize = 96;
+    let entries = |e: &crate::entries::Entries| e.byte_len() + 5 * e.len();
+    let stopsign_size = |s: &crate::messages::StopSign| 16 + 9 * s.nodes.len() + s.metadata.len();
+    match body {
+        Body::Ble(BleMessage::HeartbeatRequest { .. } | BleMessage::HeartbeatReply { .. }) => FIXED,
+        Body::Paxos(p) => match p {
+            PaxosMessage::AcceptDecide { entries: e, .. }
+            | PaxosMessage::ProposalForward { entries: e, .. } => FIXED + entries(e),
+            PaxosMessage::Promise {
+                suffix, stopsign, ..
+            }
+            | PaxosMessage::AcceptSync {
+                suffix, stopsign, ..
+            } => FIXED + entries(suffix) + stopsign.as_ref().map_or(0, stopsign_size),
+            PaxosMessage::AcceptStopSign { stopsign: s, .. } => FIXED + stopsign_size(s),
+            PaxosMessage::PrepareReq { .. }
+            | PaxosMessage::Prepare { .. }
+            | PaxosMessage::Accepted { .. }
+            | PaxosMessage::Decide { .. }
+            | PaxosMessage::ForwardAck { .. }
+            | PaxosMessage::Trim { .. } => FIXED,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entries::Entries;
+    use crate::messages::{Ballot, StopSign};
+
+    fn entries(n: usize, size: usize) -> Entries {
+        let mut e = Entries::new();
+        for i in 0..n {
+            e.push(&vec![(i % 251) as u8; size]);
+        }
+        e
+    }
+
+    fn ss() -> StopSign {
+        StopSign {
+            next_config_id: 7,
+            nodes: vec![1, 2, 3, u64::MAX],
+            metadata: vec![0, 1, 255],
+        }
+    }
+
+    /// One message of every body variant, with extreme values where they matter.
+    fn all_bodies() -> Vec<Body> {
+        let b = Ballot::new(3, 9, 2);
+        let big = Ballot::new(u32::MAX, u32::MAX, u64::MAX);
+        let mut mixed = Entries::new();
+        mixed.push(b"");
+        mixed.push(b"hello");
+        mixed.push(&[0xff; 300]);
+        mixed.push(b"");
+        vec![
+            Body::Ble(BleMessage::HeartbeatRequest { round: 0 }),
+            Body::Ble(BleMessage::HeartbeatRequest { round: u32::MAX }),
+            Body::Ble(BleMessage::HeartbeatReply {
+                round: 17,
+                ballot: b,
+                quorum_connected: true,
+            }),
+            Body::Ble(BleMessage::HeartbeatReply {
+                round: 0,
+                ballot: Ballot::default(),
+                quorum_connected: false,
+            }),
+            Body::Paxos(PaxosMessage::PrepareReq { n: big }),
+            Body::Paxos(PaxosMessage::Prepare {
+                n: b,
+                decided_idx: 10,
+                n_accepted: Ballot::new(2, 0, 1),
+                accepted_idx: u64::MAX,
+            }),
+            Body::Paxos(PaxosMessage::Promise {
+                n: b,
+                n_accepted: big,
+                decided_idx: 1,
+                accepted_idx: 5,
+                suffix_idx: 2,
+                suffix: mixed.clone(),
+                stopsign: Some(ss()),
+            }),
+            Body::Paxos(PaxosMessage::Promise {
+                n: b,
+                n_accepted: b,
+                decided_idx: 0,
+                accepted_idx: 0,
+                suffix_idx: 0,
+                suffix: Entries::new(),
+                stopsign: None,
+            }),
+            Body::Paxos(PaxosMessage::AcceptSync {
+                n: b,
+                sync_idx: 4,
+                suffix: entries(10, 3),
+                decided_idx: 3,
+                stopsign: None,
+            }),
+            Body::Paxos(PaxosMessage::AcceptSync {
+                n: b,
+                sync_idx: 0,
+                suffix: Entries::new(),
+                decided_idx: 0,
+                stopsign: Some(StopSign::default()),
+            }),
+            Body::Paxos(PaxosMessage::AcceptDecide {
+                n: b,
+                start_idx: 100,
+                entries: mixed.clone(),
+                decided_idx: 99,
+            }),
+            Body::Paxos(PaxosMessage::AcceptStopSign {
+                n: b,
+                idx: 12,
+                stopsign: ss(),
+            }),
+            Body::Paxos(PaxosMessage::Accepted {
+                n: b,
+                accepted_idx: 13,
+            }),
+            Body::Paxos(PaxosMessage::Decide {
+                n: b,
+                decided_idx: 13,
+            }),
+            Body::Paxos(PaxosMessage::ProposalForward {
+                session: u64::MAX,
+                oldest_unacked: 1,
+                first_seq: 3,
+                entries: mixed,
+            }),
+            Body::Paxos(PaxosMessage::ForwardAck {
+                session: 5,
+                next_seq: 6,
+            }),
+            Body::Paxos(PaxosMessage::Trim {
+                n: b,
+                trimmed_idx: 8,
+            }),
+        ]
+    }
+
+    fn msg(body: Body) -> Message {
+        Message {
+            from: 1,
+            to: 2,
+            body,
+        }
+    }
+
+    fn enc(config_id: u32, m: &Message) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(config_id, m, &mut out);
+        out
+    }
+
+    const MAX: usize = 1 << 20;
+
+    #[test]
+    fn every_variant_round_trips() {
+        for (i, body) in all_bodies().into_iter().enumerate() {
+            let m = Message {
+                from: i as u64 + 1,
+                to: u64::MAX - i as u64,
+                body,
+            };
+            let bytes = enc(i as u32, &m);
+            let (cid, back) = decode(&bytes, MAX).unwrap();
+            assert_eq!(cid, i as u32);
+            assert_eq!(back, m);
+            // Exactly as long as its own encoding: decode accepts `max_len == len`.
+            assert!(decode(&bytes, bytes.len()).is_ok());
+        }
+    }
+
+    #[test]
+    fn body_size_hint_is_an_upper_bound() {
+        for body in all_bodies() {
+            let bytes = enc(1, &msg(body.clone()));
+            assert!(
+                bytes.len() <= HEADER_LEN + body_size_hint(&body),
+                "{body:?}: {} > hint",
+                bytes.len()
+            );
+        }
+    }
+
+    #[test]
+    fn header_layout() {
+        let m = Message {
+            from: 0x0102_0304_0506_0708,
+            to: 0x1112_1314_1516_1718,
+            body: Body::Ble(BleMessage::HeartbeatRequest { round: 5 }),
+        };
+        let bytes = enc(0xA1B2_C3D4, &m);
+        assert_eq!(bytes[0], WIRE_VERSION);
+        assert_eq!(WIRE_VERSION, 1);
+        assert_eq!(HEADER_LEN, 21);
+        assert_eq!(&bytes[1..5], &0xA1B2_C3D4u32.to_le_bytes());
+        assert_eq!(&bytes[5..13], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&bytes[13..21], &0x1112_1314_1516_1718u64.to_le_bytes());
+        // Body: variant Ble (0), variant HeartbeatRequest (0), round 5 as a one-byte varint.
+        assert_eq!(&bytes[21..], &[0, 0, 5]);
+    }
+
+    #[test]
+    fn encode_appends() {
+        let a = msg(all_bodies().remove(2));
+        let b = msg(all_bodies().remove(10));
+        let mut out = vec![0xEE];
+        encode(1, &a, &mut out);
+        let mid = out.len();
+        encode(2, &b, &mut out);
+        assert_eq!(out[0], 0xEE);
+        assert_eq!(decode(&out[1..mid], MAX).unwrap(), (1, a));
+        assert_eq!(decode(&out[mid..], MAX).unwrap(), (2, b));
+    }
+
+    #[test]
+    fn rejects_too_large_before_anything_else() {
+        let bytes = enc(1, &msg(all_bodies().remove(10)));
+        assert_eq!(
+            decode(&bytes, bytes.len() - 1),
+            Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: bytes.len() - 1
+            })
+        );
+        // Even garbage with a wrong version is "too large" first.
+        assert!(matches!(
+            decode(&[9u8; 100], 99),
+            Err(DecodeError::TooLarge { len: 100, max: 99 })
+        ));
+        assert!(matches!(
+            decode(&[1u8], 0),
+            Err(DecodeError::TooLarge { len: 1, max: 0 })
+        ));
+    }
+
+    #[test]
+    fn rejects_empty_short_and_wrong_version() {
+        assert!(matches!(decode(&[], MAX), Err(DecodeError::Malformed(_))));
+        let bytes = enc(1, &msg(all_bodies().remove(0)));
+        for v in [0u8, 2, 255] {
+            let mut b = bytes.clone();
+            b[0] = v;
+            assert_eq!(decode(&b, MAX), Err(DecodeError::UnsupportedVersion(v)));
+        }
+        for len in 1..HEADER_LEN {
+            match decode(&bytes[..len], MAX) {
+                Err(DecodeError::Malformed(m)) => assert!(m.contains("header"), "{m}"),
+                other => panic!("{len}: {other:?}"),
+            }
+        }
+        // A header with no body.
+        assert!(matches!(
+            decode(&bytes[..HEADER_LEN], MAX),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_trailing_bytes() {
+        for body in all_bodies() {
+            let mut bytes = enc(1, &msg(body));
+            bytes.push(0);
+            match decode(&bytes, MAX) {
+                Err(DecodeError::Malformed(m)) => assert!(m.contains("trailing"), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_every_truncation() {
+        for body in all_bodies() {
+            let bytes = enc(1, &msg(body));
+            for len in 0..bytes.len() {
+                assert!(
+                    matches!(decode(&bytes[..len], MAX), Err(DecodeError::Malformed(_))),
+                    "truncated to {len} of {}",
+                    bytes.len()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_unknown_variants() {
+        let bytes = enc(1, &msg(all_bodies().remove(0)));
+        let mut b = bytes.clone();
+        b[HEADER_LEN] = 2; // Body has two variants.
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        let mut b = bytes;
+        b[HEADER_LEN + 1] = 2; // BleMessage has two variants.
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        let mut p = enc(1, &msg(all_bodies().remove(4)));
+        p[HEADER_LEN + 1] = 11; // PaxosMessage has eleven variants.
+        assert!(matches!(decode(&p, MAX), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn invalid_bool_and_option_tags_are_malformed() {
+        let reply = enc(1, &msg(all_bodies().remove(2)));
+        // HeartbeatReply { round, ballot{n, priority, pid}, quorum_connected }: last byte is the bool.
+        let mut b = reply.clone();
+        *b.last_mut().unwrap() = 2;
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        // AcceptSync with `stopsign: None`: the last byte is the Option tag 0.
+        let sync = enc(1, &msg(all_bodies().remove(8)));
+        let mut b = sync.clone();
+        *b.last_mut().unwrap() = 7;
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+    }
+
+    /// Body of an AcceptDecide up to (not including) its entries, built by hand.
+    fn accept_decide_prefix() -> Vec<u8> {
+        let mut b = vec![WIRE_VERSION];
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&2u64.to_le_bytes());
+        // Body::Paxos = 1, PaxosMessage::AcceptDecide = 4, ballot (1, 0, 1), start_idx 0.
+        b.extend_from_slice(&[1, 4, 1, 0, 1, 0]);
+        b
+    }
+
+    /// bincode's varint for a u64 that needs all 8 bytes.
+    fn varint_u64(v: u64) -> Vec<u8> {
+        let mut b = vec![253];
+        b.extend_from_slice(&v.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn hand_built_accept_decide_matches_encode() {
+        let mut e = Entries::new();
+        e.push(b"ab");
+        let m = msg(Body::Paxos(PaxosMessage::AcceptDecide {
+            n: Ballot::new(1, 0, 1),
+            start_idx: 0,
+            entries: e,
+            decided_idx: 0,
+        }));
+        let mut b = accept_decide_prefix();
+        // data: len 2, "ab"; ends: len 1, [2]; decided_idx 0.
+        b.extend_from_slice(&[2, b'a', b'b', 1, 2, 0]);
+        assert_eq!(b, enc(1, &m));
+        assert_eq!(decode(&b, MAX).unwrap().1, m);
+    }
+
+    #[test]
+    fn forged_length_prefixes_fail_fast() {
+        // Entry bytes claiming 2^60 bytes: rejected before anything that size is allocated
+        // (the process would abort otherwise).
+        let mut b = accept_decide_prefix();
+        b.extend_from_slice(&varint_u64(1 << 60));
+        b.extend_from_slice(&[0; 64]);
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        let mut b = accept_decide_prefix();
+        b.extend_from_slice(&varint_u64(u64::MAX));
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        // Entry offsets claiming 2^60 elements.
+        let mut b = accept_decide_prefix();
+        b.push(0); // no entry bytes
+        b.extend_from_slice(&varint_u64(1 << 60));
+        b.extend_from_slice(&[0; 64]);
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn entry_offsets_are_validated() {
+        let mut b = accept_decide_prefix();
+        // data "ab", ends [3]: past the end of the data.
+        b.extend_from_slice(&[2, b'a', b'b', 1, 3, 0]);
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        let mut b = accept_decide_prefix();
+        // data "ab", ends [2, 1]: decreasing.
+        b.extend_from_slice(&[2, b'a', b'b', 2, 2, 1, 0]);
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+        let mut b = accept_decide_prefix();
+        // data "ab", no ends: bytes that belong to no entry.
+        b.extend_from_slice(&[2, b'a', b'b', 0, 0]);
+        assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
+    }
+
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut buf = Vec::with_capacity(128);
+        let mut ok = 0usize;
+        for i in 0..100_000u32 {
+            buf.clear();
+            let len = (rng.next() % 96) as usize;
+            for _ in 0..len {
+                buf.push(rng.next() as u8);
+            }
+            // Mostly valid version bytes and small variant tags, so the body decoder is
+            // exercised and not only the header checks.
+            if i % 8 != 0 && !buf.is_empty() {
+                buf[0] = WIRE_VERSION;
+            }
+            if i % 2 == 0 && buf.len() > HEADER_LEN + 1 {
+                buf[HEADER_LEN] = (rng.next() % 2) as u8;
+                buf[HEADER_LEN + 1] = (rng.next() % 12) as u8;
+            }
+            if let Ok((cid, m)) = decode(&buf, MAX) {
+                // Whatever decodes must survive a round trip.
+                assert_eq!(decode(&enc(cid, &m), MAX), Ok((cid, m)));
+                ok += 1;
+            }
+        }
+        assert!(
+            ok > 0,
+            "no random buffer decoded: the generator does not reach the bodies"
+        );
+    }
+
+    #[test]
+    fn bit_flips_never_panic() {
+        for body in all_bodies() {
+            let bytes = enc(1, &msg(body));
+            for i in HEADER_LEN..bytes.len() {
+                for bit in 0..8 {
+                    let mut b = bytes.clone();
+                    b[i] ^= 1 << bit;
+                    let _ = decode(&b, MAX);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batch_encoding_is_compact() {
+        let e = entries(1000, 16);
+        let m = msg(Body::Paxos(PaxosMessage::AcceptDecide {
+            n: Ballot::new(5, 0, 1),
+            start_idx: 1_000_000,
+            entries: e.clone(),
+            decided_idx: 999_000,
+        }));
+        let bytes = enc(1, &m);
+        // 16000 payload bytes + one varint end offset per entry (1 byte below 251, 3 bytes
+        // up to 65535) + header and fixed fields.
+        assert!(bytes.len() > 16_000);
+        assert!(
+            bytes.len() < 16_000 + 3 * 1000 + 64,
+            "{} bytes",
+            bytes.len()
+        );
+        // The payload travels as one contiguous block.
+        assert!(bytes.windows(e.byte_len()).any(|w| w == e.data()));
+        assert_eq!(decode(&bytes, MAX).unwrap().1, m);
+    }
 }

@@ -150,7 +150,6 @@ pub struct SequencePaxos {
     acks_pending: Vec<(NodeId, u64, u64)>,
     outgoing: Vec<Message>,
     log_lines: Vec<String>,
-    scratch: Entries,
 }
 
 impl SequencePaxos {
@@ -191,7 +190,6 @@ impl SequencePaxos {
             acks_pending: Vec::new(),
             outgoing: Vec::new(),
             log_lines: Vec::new(),
-            scratch: Entries::new(),
             peers,
         };
         sp.load_from_storage();
@@ -264,16 +262,6 @@ impl SequencePaxos {
     /// The accepted StopSign, if any.
     pub fn stopsign(&self) -> Option<&StopSign> {
         self.stopsign.as_ref()
-    }
-
-    /// Whether a StopSign is decided (the configuration is over).
-    pub fn is_stopped(&self) -> bool {
-        self.stopsign.is_some() && self.visible_decided > self.log_len_without_stopsign()
-    }
-
-    /// The log length excluding a StopSign (StopSign occupies index `log_len` when present).
-    fn log_len_without_stopsign(&self) -> u64 {
-        self.log_len
     }
 
     /// Reads entries `from..to` from storage into `out`.
@@ -687,10 +675,9 @@ impl SequencePaxos {
         Ok(())
     }
 
-    /// Storage read of `from..to` into the scratch buffer, returned by value (moved out).
-    fn read_suffix(&mut self, from: u64, to: u64) -> Result<Entries> {
-        let mut out = std::mem::take(&mut self.scratch);
-        out.clear();
+    /// Reads entries `from..to` from storage into a new buffer (empty when `from >= to`).
+    fn read_suffix(&self, from: u64, to: u64) -> Result<Entries> {
+        let mut out = Entries::new();
         if from < to {
             self.storage.read_entries(from, to, &mut out)?;
         }

@@ -1,0 +1,961 @@
+//! The node handle and the protocol calls.
+
+use std::ffi::c_char;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use super::boundary::{
+    call, free_box, guard, omnipaxos_result, to_boxed_ptr, try_out, try_out_opt, try_ref,
+    try_slice, try_str, Boxed, Castable, Failure,
+};
+use super::entries::{omnipaxos_entries, omnipaxos_entry_kind, EntryList, Kinds};
+use crate::config::{hocon, Config};
+use crate::entries::Entries;
+use crate::errors::{ConfigError, DecodeError, Error};
+use crate::messages::NodeId;
+use crate::omni_paxos::{LogEntry, OmniPaxos};
+use crate::{storage, wire};
+
+/// One Omni-Paxos server (opaque).
+///
+/// Made by `omnipaxos_node_from_hocon_file` or `omnipaxos_node_from_hocon_str`, owned by the
+/// caller, released with `omnipaxos_node_free`.
+///
+/// The node does no I/O of its own (except its storage and its optional log file): the
+/// caller drives it. Call `omnipaxos_tick` at a fixed period (e.g. every 10 ms), hand every
+/// message received from another node to `omnipaxos_handle_incoming`, and after each of
+/// these calls send the messages `omnipaxos_take_outgoing` returns to their receivers.
+///
+/// Thread safety: a node serialises its calls with an internal mutex, so any function may
+/// be called on the same node from any thread at any time (except `omnipaxos_node_free`,
+/// which must be the last call, made when no other thread uses the node). Calls from
+/// several threads simply wait for each other.
+pub struct omnipaxos_node {
+    _private: [u8; 0],
+}
+
+/// The Rust value behind an `omnipaxos_node` pointer.
+pub(crate) struct Node {
+    /// Immutable facts of the configuration, readable without the lock.
+    pid: NodeId,
+    config_id: u32,
+    peers: Vec<NodeId>,
+    max_message_bytes: usize,
+    state: Mutex<State>,
+}
+
+impl Castable for omnipaxos_node {
+    type Ownership = Boxed;
+    type RustType = Node;
+}
+
+/// Everything a call may change, behind the node's mutex.
+struct State {
+    paxos: OmniPaxos,
+    /// Reused by `take_outgoing`: every outgoing message encoded, back to back.
+    bytes: Vec<u8>,
+    /// Reused by `take_outgoing`: the array handed to C, pointing into `bytes`.
+    outgoing: OutgoingArray,
+    log: LogSink,
+}
+
+/// The array `omnipaxos_take_outgoing` hands out.
+struct OutgoingArray(Vec<omnipaxos_outgoing>);
+
+// SAFETY: the raw pointers in the array point into `State::bytes` of the same node and
+// are only dereferenced by the C caller; the array moves between threads together with the
+// buffer it points into, under the node's mutex.
+unsafe impl Send for OutgoingArray {}
+
+/// One encoded message to send: give the `len` bytes at `data` to node `receiver`, which
+/// passes them to its `omnipaxos_handle_incoming`.
+///
+/// Filled in by `omnipaxos_take_outgoing`. The bytes belong to the node and stay valid
+/// until the next `omnipaxos_take_outgoing` on the same node or `omnipaxos_node_free`:
+/// copy or send them before then. Messages may be sent in any order, lost or duplicated;
+/// the protocol copes (it re-sends after `resend_tick_timeout` ticks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct omnipaxos_outgoing {
+    /// The pid of the node to send the message to.
+    pub receiver: u64,
+    /// The message bytes (never NULL).
+    pub data: *const u8,
+    /// The number of bytes at `data`.
+    pub len: usize,
+}
+
+/// A ballot: the round `n`, the leader priority `priority` and the pid `pid` of the node
+/// that owns it. Ballots are ordered by `n`, then `priority`, then `pid`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct omnipaxos_ballot {
+    /// The round number.
+    pub n: u32,
+    /// The leader priority of the owner.
+    pub priority: u32,
+    /// The pid of the owner.
+    pub pid: u64,
+}
+
+/// Where the node's log lines go: the `log_file_path` file, or nowhere.
+struct LogSink {
+    file: Option<File>,
+    lines: String,
+}
+
+impl LogSink {
+    fn open(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let file = match path {
+            None => None,
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(ConfigError::new(
+                    "log_file_path",
+                    "must not be empty (leave the key out to write no log)",
+                ));
+            }
+            Some(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        ConfigError::new(
+                            "log_file_path",
+                            format!("cannot create directory {}: {e}", dir.display()),
+                        )
+                    })?;
+                }
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        ConfigError::new(
+                            "log_file_path",
+                            format!("cannot open {} for appending: {e}", path.display()),
+                        )
+                    })?;
+                Some(file)
+            }
+        };
+        Ok(LogSink {
+            file,
+            lines: String::new(),
+        })
+    }
+
+    /// Moves the node's pending log lines to the file, one line each. The lines are always
+    /// drained (so they never pile up); a write error is ignored: logging never fails a
+    /// protocol call.
+    fn drain(&mut self, paxos: &mut OmniPaxos) {
+        let LogSink { file, lines } = self;
+        lines.clear();
+        paxos.drain_log(|line| {
+            if file.is_some() {
+                let line = line.trim_end_matches(['\r', '\n']);
+                if line.contains('\n') {
+                    lines.push_str(&line.replace('\n', " "));
+                } else {
+                    lines.push_str(line);
+                }
+                lines.push('\n');
+            }
+        });
+        if let Some(file) = file {
+            if !lines.is_empty() {
+                let _ = file.write_all(lines.as_bytes());
+            }
+        }
+    }
+}
+
+impl Node {
+    fn new(config: Config) -> Result<Node, Failure> {
+        config.validate()?;
+        let log = LogSink::open(config.log_file_path.as_deref())?;
+        let storage = storage::open(&config.storage)?;
+        let (pid, config_id, peers, max_message_bytes) = (
+            config.pid,
+            config.config_id,
+            config.peers.clone(),
+            config.max_message_bytes,
+        );
+        let paxos = OmniPaxos::new(config, storage)?;
+        let mut state = State {
+            paxos,
+            bytes: Vec::new(),
+            outgoing: OutgoingArray(Vec::new()),
+            log,
+        };
+        let State { paxos, log, .. } = &mut state;
+        log.drain(paxos);
+        Ok(Node {
+            pid,
+            config_id,
+            peers,
+            max_message_bytes,
+            state: Mutex::new(state),
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, State>, Failure> {
+        self.state.lock().map_err(|_| {
+            Failure::new(
+                omnipaxos_result::OMNIPAXOS_ERR_PANIC,
+                "this node is unusable: an earlier call on it hit an internal error (a bug in \
+                 libomnipaxos); free it (with persistent storage: re-create it and call \
+                 omnipaxos_fail_recovery)",
+            )
+        })
+    }
+
+    /// Runs `f` under the node's mutex, then moves the log lines it produced to the log
+    /// file (also when `f` failed).
+    fn with<R>(&self, f: impl FnOnce(&mut State) -> Result<R, Error>) -> Result<R, Failure> {
+        let mut guard = self.lock()?;
+        let state = &mut *guard;
+        let result = f(state);
+        state.log.drain(&mut state.paxos);
+        result.map_err(Failure::from)
+    }
+
+    fn check_peer(&self, pid: u64) -> Result<(), Failure> {
+        if self.peers.contains(&pid) {
+            Ok(())
+        } else {
+            Err(Failure::invalid(format!(
+                "pid {pid} is not a peer of node {} (peers: {:?})",
+                self.pid, self.peers
+            )))
+        }
+    }
+}
+
+fn new_node(config: Result<Config, ConfigError>) -> Result<*mut omnipaxos_node, Failure> {
+    Ok(to_boxed_ptr(Node::new(config?)?))
+}
+
+fn entry_list(list: EntryList) -> *mut omnipaxos_entries {
+    to_boxed_ptr(list)
+}
+
+/// Creates a node from a HOCON configuration file (see the README for the keys: `pid` and
+/// `peers` or `nodes` are required).
+///
+/// On success `*out` receives the node, which the caller owns and releases with
+/// `omnipaxos_node_free`. With persistent storage that holds state from an earlier run,
+/// call `omnipaxos_fail_recovery` next. When `log_file_path` is set, its parent
+/// directories are created and the file is opened for appending.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`path` or `out` NULL);
+/// `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`path` not UTF-8); `OMNIPAXOS_ERR_CONFIG` (unreadable
+/// file, bad HOCON, missing/ill-typed/invalid key, unopenable `log_file_path`; the last
+/// error names the file or key); `OMNIPAXOS_ERR_STORAGE_*` (the storage cannot be opened).
+/// On error `*out` is not written.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_node_from_hocon_file(
+    path: *const c_char,
+    out: *mut *mut omnipaxos_node,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (path, out) = unsafe { (try_str(path, "path")?, try_out(out, "out")?) };
+        out.set(new_node(hocon::from_file(Path::new(path)))?);
+        Ok(())
+    })
+}
+
+/// Creates a node from HOCON text: the `len` bytes at `text` (no NUL terminator needed;
+/// the text must be UTF-8). Otherwise the same as `omnipaxos_node_from_hocon_file`.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`out` NULL, or `text` NULL with `len > 0`);
+/// `OMNIPAXOS_ERR_INVALID_ARGUMENT` (not UTF-8); `OMNIPAXOS_ERR_CONFIG`;
+/// `OMNIPAXOS_ERR_STORAGE_*`. On error `*out` is not written.
+///
+/// # Safety
+/// `text` is NULL or points to `len` readable bytes; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_node_from_hocon_str(
+    text: *const c_char,
+    len: usize,
+    out: *mut *mut omnipaxos_node,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (bytes, out) = unsafe {
+            (
+                try_slice(text.cast(), len, "text", usize::MAX, |n| {
+                    Failure::invalid(format!("`len` {n} is too large"))
+                })?,
+                try_out(out, "out")?,
+            )
+        };
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            Failure::invalid(format!(
+                "the HOCON text is not valid UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ))
+        })?;
+        out.set(new_node(hocon::from_str(text))?);
+        Ok(())
+    })
+}
+
+/// Frees a node: its memory, its outgoing buffers, its storage handles and its log file.
+/// NULL is allowed (does nothing). Pointers from `omnipaxos_take_outgoing` on this node
+/// become invalid; entry lists read from it stay valid. No other thread may use the node
+/// during or after this call.
+///
+/// # Safety
+/// `node` is NULL or a live node not used by any other thread.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_node_free(node: *mut omnipaxos_node) {
+    // SAFETY: forwarded contract.
+    guard(|| unsafe { free_box(node) })
+}
+
+/// Proposes an entry: `len` bytes at `data` (copied; `data` may be NULL only when `len` is
+/// 0). At the leader it goes into the next batch; at a follower it is forwarded to the
+/// leader (and re-sent until the leader takes it); while no leader is known it waits in a
+/// buffer of `buffer_size` entries. Success means the entry was accepted for proposal, not
+/// that it is decided: watch `omnipaxos_decided_idx`.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`len` larger
+/// than `max_message_bytes`: such an entry could never be sent); `OMNIPAXOS_ERR_BUFFER_FULL`
+/// (retry later); `OMNIPAXOS_ERR_STOPPED`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `data` is NULL or points to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_append(
+    node: *mut omnipaxos_node,
+    data: *const u8,
+    len: usize,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        let max = node.max_message_bytes;
+        // SAFETY: forwarded contract.
+        let entry = unsafe {
+            try_slice(data, len, "data", max, |n| {
+                Failure::invalid(format!(
+                    "an entry of {n} bytes can never be sent: max_message_bytes is {max}"
+                ))
+            })
+        }?;
+        node.with(|s| s.paxos.append(entry))
+    })
+}
+
+/// Hands the node one message received from another node: the `len` bytes at `msg`, exactly
+/// as the sender's `omnipaxos_take_outgoing` produced them. Afterwards, call
+/// `omnipaxos_take_outgoing` and send what it returns.
+///
+/// A rejected message changes nothing in the node. Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`
+/// (`node` NULL, or `msg` NULL with `len > 0`); `OMNIPAXOS_ERR_MESSAGE_TOO_LARGE` (`len`
+/// above `max_message_bytes`; the bytes are not read); `OMNIPAXOS_ERR_MALFORMED_MESSAGE`;
+/// `OMNIPAXOS_ERR_UNSUPPORTED_VERSION`; `OMNIPAXOS_ERR_WRONG_CONFIGURATION`;
+/// `OMNIPAXOS_ERR_UNKNOWN_SENDER` (the sender is not a peer or the receiver is not this
+/// node); `OMNIPAXOS_ERR_STORAGE_*`. The bytes are decoded before the node's mutex is
+/// taken, so decoding does not block other calls. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `msg` is NULL or points to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_handle_incoming(
+    node: *mut omnipaxos_node,
+    msg: *const u8,
+    len: usize,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        let max = node.max_message_bytes;
+        // SAFETY: forwarded contract.
+        let bytes = unsafe {
+            try_slice(msg, len, "msg", max, |len| {
+                DecodeError::TooLarge { len, max }.into()
+            })
+        }?;
+        let (config_id, message) = wire::decode(bytes, max)?;
+        if config_id != node.config_id {
+            return Err(Error::WrongConfiguration {
+                got: config_id,
+                expected: node.config_id,
+            }
+            .into());
+        }
+        if message.to != node.pid {
+            return Err(Failure::new(
+                omnipaxos_result::OMNIPAXOS_ERR_UNKNOWN_SENDER,
+                format!(
+                    "message addressed to pid {}, but this node is pid {}",
+                    message.to, node.pid
+                ),
+            ));
+        }
+        if !node.peers.contains(&message.from) {
+            return Err(Error::UnknownSender(message.from).into());
+        }
+        node.with(|s| s.paxos.handle_incoming(message))
+    })
+}
+
+/// Takes the messages the node wants to send: `*msgs` receives an array of `*count`
+/// messages (each a receiver pid and the bytes to give to that node's
+/// `omnipaxos_handle_incoming`). `*count` may be 0.
+///
+/// The array and the bytes it points to are owned by the node and stay valid until the next
+/// `omnipaxos_take_outgoing` on the same node (successful or not) or `omnipaxos_node_free`;
+/// do not free them. The node reuses one buffer for the bytes and one for the array, so
+/// once warmed up a call allocates nothing. With persistent storage this call first makes
+/// the node's pending writes durable (one fsync for all), so messages are released only
+/// after what they promise is on disk.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*` (no message is
+/// released; retry later). On error `*msgs` and `*count` are not written. Thread-safe, but
+/// when two threads take messages from one node each invalidates the other's array: let
+/// one thread do it.
+///
+/// # Safety
+/// `node` is NULL or a live node; `msgs` and `count` are NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_take_outgoing(
+    node: *mut omnipaxos_node,
+    msgs: *mut *const omnipaxos_outgoing,
+    count: *mut usize,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, msgs, count) = unsafe {
+            (
+                try_ref(node, "node")?,
+                try_out(msgs, "msgs")?,
+                try_out(count, "count")?,
+            )
+        };
+        let (ptr, n) = node.with(|s| {
+            let State {
+                paxos,
+                bytes,
+                outgoing,
+                ..
+            } = s;
+            outgoing.0.clear();
+            paxos.take_outgoing_encoded(bytes, |receiver, range| {
+                outgoing.0.push(omnipaxos_outgoing {
+                    receiver,
+                    data: std::ptr::null(),
+                    len: range.len(),
+                })
+            })?;
+            // Point into `bytes` only now: it may have moved while it grew.
+            let mut offset = 0;
+            for o in &mut outgoing.0 {
+                o.data = bytes[offset..].as_ptr();
+                offset += o.len;
+            }
+            Ok((outgoing.0.as_ptr(), outgoing.0.len()))
+        })?;
+        msgs.set(ptr);
+        count.set(n);
+        Ok(())
+    })
+}
+
+/// Advances the node's logical clock by one tick. Call it at a fixed period on every node
+/// (e.g. every 10 ms); `election_tick_timeout` and `resend_tick_timeout` count ticks.
+/// Afterwards call `omnipaxos_take_outgoing`.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_tick(node: *mut omnipaxos_node) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        node.with(|s| s.paxos.tick())
+    })
+}
+
+/// Ends the current heartbeat round of the leader election now, instead of after
+/// `election_tick_timeout` ticks. For callers that keep time themselves.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_election_timeout(node: *mut omnipaxos_node) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        node.with(|s| s.paxos.election_timeout())
+    })
+}
+
+/// The decided index: entries `0 .. *out - 1` are decided (`*out` entries in all, trimmed
+/// ones included). It never decreases. With persistent storage, pending writes are made
+/// durable first, so the index reported survives a crash.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_decided_idx(
+    node: *mut omnipaxos_node,
+    out: *mut u64,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        out.set(node.with(|s| s.paxos.decided_idx())?);
+        Ok(())
+    })
+}
+
+/// Reads the entry at log index `idx` into a new one-element list (`*out`; free it with
+/// `omnipaxos_entries_free`). Its kind says whether it is decided, undecided, the StopSign,
+/// or trimmed (a trimmed entry has empty data).
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_OUT_OF_RANGE` (`idx` past the end
+/// of the log); `OMNIPAXOS_ERR_STORAGE_*`. On error `*out` is not written. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_read(
+    node: *mut omnipaxos_node,
+    idx: u64,
+    out: *mut *mut omnipaxos_entries,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        let entry = node.with(|s| s.paxos.read(idx))?.ok_or_else(|| {
+            Failure::from(Error::OutOfRange {
+                idx,
+                detail: "past the end of the log".to_string(),
+            })
+        })?;
+        let mut entries = Entries::with_capacity(1, 0);
+        let kind = match &entry {
+            LogEntry::Decided(data) => {
+                entries.push(data);
+                omnipaxos_entry_kind::OMNIPAXOS_ENTRY_DECIDED
+            }
+            LogEntry::Undecided(data) => {
+                entries.push(data);
+                omnipaxos_entry_kind::OMNIPAXOS_ENTRY_UNDECIDED
+            }
+            LogEntry::StopSign(..) => {
+                entries.push(&[]);
+                omnipaxos_entry_kind::OMNIPAXOS_ENTRY_STOPSIGN
+            }
+            LogEntry::Trimmed => {
+                entries.push(&[]);
+                omnipaxos_entry_kind::OMNIPAXOS_ENTRY_TRIMMED
+            }
+        };
+        out.set(entry_list(EntryList {
+            entries,
+            first_idx: idx,
+            kinds: Kinds::All(kind),
+        }));
+        Ok(())
+    })
+}
+
+/// Reads the entries with log indexes `from .. to - 1` (decided or not) into a new list
+/// (`*out`; free it with `omnipaxos_entries_free`). Each element's kind says whether it is
+/// decided. `from == to` gives an empty list.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`from > to`);
+/// `OMNIPAXOS_ERR_OUT_OF_RANGE` (part of the range is past the end of the log, or
+/// trimmed); `OMNIPAXOS_ERR_STORAGE_*`. On error `*out` is not written. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_read_entries(
+    node: *mut omnipaxos_node,
+    from: u64,
+    to: u64,
+    out: *mut *mut omnipaxos_entries,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        if from > to {
+            return Err(Failure::invalid(format!(
+                "invalid range: from ({from}) is greater than to ({to})"
+            )));
+        }
+        let mut entries = Entries::new();
+        let decided = node.with(|s| {
+            if from < to {
+                s.paxos.read_entries(from, to, &mut entries)?;
+            }
+            s.paxos.decided_idx()
+        })?;
+        out.set(entry_list(EntryList {
+            entries,
+            first_idx: from,
+            kinds: Kinds::DecidedBelow(decided),
+        }));
+        Ok(())
+    })
+}
+
+/// Reads the decided entries from log index `from` up to the decided index into a new list
+/// (`*out`; free it with `omnipaxos_entries_free`); every element is
+/// `OMNIPAXOS_ENTRY_DECIDED`. The list is empty when `from >= decided index`. A typical
+/// loop: keep `next`, read the suffix from `next`, apply it, add its count to `next`.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_OUT_OF_RANGE` (`from` is
+/// trimmed); `OMNIPAXOS_ERR_STORAGE_*`. On error `*out` is not written. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_read_decided_suffix(
+    node: *mut omnipaxos_node,
+    from: u64,
+    out: *mut *mut omnipaxos_entries,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        let mut entries = Entries::new();
+        node.with(|s| s.paxos.read_decided_suffix(from, &mut entries))?;
+        out.set(entry_list(EntryList {
+            entries,
+            first_idx: from,
+            kinds: Kinds::All(omnipaxos_entry_kind::OMNIPAXOS_ENTRY_DECIDED),
+        }));
+        Ok(())
+    })
+}
+
+/// The leader this node currently follows (or is): `*pid` receives its pid, 0 when no
+/// leader is known; `*ballot` (when `ballot` is not NULL) its ballot, all zero when no
+/// leader is known.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`node` or `pid` NULL). Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `pid` and `ballot` are NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_leader(
+    node: *mut omnipaxos_node,
+    pid: *mut u64,
+    ballot: *mut omnipaxos_ballot,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, pid, ballot) = unsafe {
+            (
+                try_ref(node, "node")?,
+                try_out(pid, "pid")?,
+                try_out_opt(ballot),
+            )
+        };
+        let leader = node.with(|s| Ok(s.paxos.leader()))?;
+        let (leader_pid, b) = match leader {
+            Some((p, b)) => (
+                p,
+                omnipaxos_ballot {
+                    n: b.n,
+                    priority: b.priority,
+                    pid: b.pid,
+                },
+            ),
+            None => (0, omnipaxos_ballot::default()),
+        };
+        pid.set(leader_pid);
+        if let Some(ballot) = ballot {
+            ballot.set(b);
+        }
+        Ok(())
+    })
+}
+
+/// This node's pid (`*out`). Does not take the node's mutex.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_pid(
+    node: *mut omnipaxos_node,
+    out: *mut u64,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        out.set(node.pid);
+        Ok(())
+    })
+}
+
+/// Whether this node heard from a majority of the configuration (itself included) in its
+/// last heartbeat round (`*out`). A node that is not quorum-connected cannot become leader.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_is_quorum_connected(
+    node: *mut omnipaxos_node,
+    out: *mut bool,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        out.set(node.with(|s| Ok(s.paxos.is_quorum_connected()))?);
+        Ok(())
+    })
+}
+
+/// Re-initialises the node's volatile state from its storage after a crash: call it once,
+/// right after creating a node on persistent storage that holds state from an earlier run.
+/// The node rejoins as a follower and asks the leader to bring it up to date.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_fail_recovery(node: *mut omnipaxos_node) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        node.with(|s| s.paxos.fail_recovery())
+    })
+}
+
+/// Tells the node that the link to peer `pid` was re-established after messages may have
+/// been lost (e.g. a TCP connection was re-opened): it re-synchronises with that peer.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`pid` is not a
+/// peer); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_reconnected(
+    node: *mut omnipaxos_node,
+    pid: u64,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        node.check_peer(pid)?;
+        node.with(|s| s.paxos.reconnected(pid))
+    })
+}
+
+/// Trims (compacts) the log of every node up to index `idx` (entries below `idx` are
+/// removed; reads of them give `OMNIPAXOS_ENTRY_TRIMMED`). `UINT64_MAX` trims everything
+/// every node has decided. Only entries decided at every node can be trimmed; at a follower
+/// the request is forwarded to the leader.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (beyond what
+/// can be trimmed); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_trim(node: *mut omnipaxos_node, idx: u64) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        let idx = (idx != u64::MAX).then_some(idx);
+        node.with(|s| s.paxos.trim(idx))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::entries::{
+        omnipaxos_entries_count, omnipaxos_entries_free, omnipaxos_entries_get,
+    };
+    use omnipaxos_result::*;
+
+    #[test]
+    fn node_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Node>();
+    }
+
+    fn node(pid: u64) -> *mut omnipaxos_node {
+        let text = format!("pid = {pid}\nnodes = [1, 2, 3]\nelection_tick_timeout = 3\n");
+        let mut out = std::ptr::null_mut();
+        let rc =
+            unsafe { omnipaxos_node_from_hocon_str(text.as_ptr().cast(), text.len(), &mut out) };
+        assert_eq!(rc, OMNIPAXOS_OK);
+        out
+    }
+
+    /// Moves all messages between the nodes until quiet; returns how many moved.
+    fn deliver(nodes: &[*mut omnipaxos_node]) -> usize {
+        let mut total = 0;
+        loop {
+            let mut moved = 0;
+            for &n in nodes {
+                let (mut msgs, mut count) = (std::ptr::null(), 0);
+                assert_eq!(
+                    unsafe { omnipaxos_take_outgoing(n, &mut msgs, &mut count) },
+                    OMNIPAXOS_OK
+                );
+                for k in 0..count {
+                    let m = unsafe { &*msgs.add(k) };
+                    let to = nodes[m.receiver as usize - 1];
+                    assert_eq!(
+                        unsafe { omnipaxos_handle_incoming(to, m.data, m.len) },
+                        OMNIPAXOS_OK
+                    );
+                    moved += 1;
+                }
+            }
+            total += moved;
+            if moved == 0 {
+                return total;
+            }
+        }
+    }
+
+    fn decided(n: *mut omnipaxos_node) -> u64 {
+        let mut d = 0;
+        assert_eq!(unsafe { omnipaxos_decided_idx(n, &mut d) }, OMNIPAXOS_OK);
+        d
+    }
+
+    #[test]
+    fn cluster_through_the_c_abi() {
+        let nodes: Vec<_> = (1..=3).map(node).collect();
+        let mut leader = 0;
+        for _ in 0..200 {
+            for &n in &nodes {
+                assert_eq!(unsafe { omnipaxos_tick(n) }, OMNIPAXOS_OK);
+            }
+            deliver(&nodes);
+            let mut pids = [0u64; 3];
+            for (i, &n) in nodes.iter().enumerate() {
+                assert_eq!(
+                    unsafe { omnipaxos_leader(n, &mut pids[i], std::ptr::null_mut()) },
+                    OMNIPAXOS_OK
+                );
+            }
+            if pids[0] != 0 && pids.iter().all(|&p| p == pids[0]) {
+                leader = pids[0];
+                break;
+            }
+        }
+        assert_ne!(leader, 0, "no leader elected");
+        for i in 0..20u8 {
+            let at = nodes[usize::from(i) % 3];
+            assert_eq!(
+                unsafe { omnipaxos_append(at, [i].as_ptr(), 1) },
+                OMNIPAXOS_OK
+            );
+        }
+        for _ in 0..100 {
+            if nodes.iter().all(|&n| decided(n) >= 20) {
+                break;
+            }
+            for &n in &nodes {
+                assert_eq!(unsafe { omnipaxos_tick(n) }, OMNIPAXOS_OK);
+            }
+            deliver(&nodes);
+        }
+        let mut logs = Vec::new();
+        for &n in &nodes {
+            let mut e = std::ptr::null_mut();
+            assert_eq!(
+                unsafe { omnipaxos_read_decided_suffix(n, 0, &mut e) },
+                OMNIPAXOS_OK
+            );
+            let mut log = Vec::new();
+            for i in 0..unsafe { omnipaxos_entries_count(e) } {
+                let (mut data, mut len) = (std::ptr::null(), 0);
+                let rc = unsafe {
+                    omnipaxos_entries_get(e, i, &mut data, &mut len, std::ptr::null_mut())
+                };
+                assert_eq!(rc, OMNIPAXOS_OK);
+                log.push(unsafe { std::slice::from_raw_parts(data, len) }.to_vec());
+            }
+            unsafe { omnipaxos_entries_free(e) };
+            logs.push(log);
+        }
+        assert_eq!(logs[0].len(), 20);
+        assert!(logs.iter().all(|l| *l == logs[0]));
+        for n in nodes {
+            unsafe { omnipaxos_node_free(n) };
+        }
+    }
+
+    #[test]
+    fn take_outgoing_reuses_its_buffers() {
+        let n = node(1);
+        let mut arrays = Vec::new();
+        for _ in 0..20 {
+            // Every election_timeout sends one heartbeat request to each peer.
+            assert_eq!(unsafe { omnipaxos_election_timeout(n) }, OMNIPAXOS_OK);
+            let (mut msgs, mut count) = (std::ptr::null(), 0);
+            assert_eq!(
+                unsafe { omnipaxos_take_outgoing(n, &mut msgs, &mut count) },
+                OMNIPAXOS_OK
+            );
+            assert_eq!(count, 2);
+            let first = unsafe { &*msgs };
+            arrays.push((msgs, first.data));
+        }
+        // Once warmed up, the same array and the same byte buffer are handed out again.
+        assert!(
+            arrays[2..].iter().all(|a| *a == arrays[2]),
+            "buffers were reallocated"
+        );
+        unsafe { omnipaxos_node_free(n) };
+    }
+
+    #[test]
+    fn rejected_calls_leave_out_parameters_alone() {
+        let n = node(1);
+        let mut out = 77u64;
+        assert_eq!(
+            unsafe { omnipaxos_decided_idx(std::ptr::null_mut(), &mut out) },
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        let mut e = 0x10 as *mut omnipaxos_entries;
+        assert_eq!(
+            unsafe { omnipaxos_read(n, 5, &mut e) },
+            OMNIPAXOS_ERR_OUT_OF_RANGE
+        );
+        assert_eq!(
+            unsafe { omnipaxos_read_entries(n, 5, 4, &mut e) },
+            OMNIPAXOS_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!((out, e as usize), (77, 0x10));
+        let garbage = [1u8, 2, 3];
+        assert_eq!(
+            unsafe { omnipaxos_handle_incoming(n, garbage.as_ptr(), 3) },
+            OMNIPAXOS_ERR_MALFORMED_MESSAGE
+        );
+        assert_eq!(
+            unsafe { omnipaxos_handle_incoming(n, std::ptr::null(), 3) },
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        unsafe { omnipaxos_node_free(n) };
+    }
+}
