@@ -119,6 +119,19 @@ impl Cluster {
     }
 }
 
+/// User + system CPU seconds of this process so far.
+fn cpu_now() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut ru) != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    }
+}
+
 fn peak_rss_kib() -> i64 {
     // SAFETY: getrusage only writes into the zeroed struct we pass.
     unsafe {
@@ -136,11 +149,18 @@ fn run() -> Result<(), String> {
     if args.len() < 4 {
         return Err("usage: omnipaxos-peer-bench <nodes> <entry_bytes> <entries> [round]".into());
     }
-    let parse = |s: &str| s.parse::<usize>().map_err(|e| format!("bad number {s}: {e}"));
+    let parse = |s: &str| {
+        s.parse::<usize>()
+            .map_err(|e| format!("bad number {s}: {e}"))
+    };
     let n = parse(&args[1])?;
     let size = parse(&args[2])?.max(8);
     let total = parse(&args[3])?;
-    let round = if args.len() > 4 { parse(&args[4])? } else { 1000 };
+    let round = if args.len() > 4 {
+        parse(&args[4])?
+    } else {
+        1000
+    };
     if n < 2 || round == 0 || total % round != 0 {
         return Err("need nodes >= 2 and entries a multiple of round".into());
     }
@@ -162,6 +182,7 @@ fn run() -> Result<(), String> {
     let mut round_end = Vec::with_capacity(rounds);
     let mut entry = vec![0xabu8; size];
     let mut messages = 0usize;
+    let c0 = cpu_now();
     let t0 = Instant::now();
     for r in 0..rounds {
         for k in 0..round {
@@ -186,12 +207,22 @@ fn run() -> Result<(), String> {
         ticks += 1;
     }
     let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_now() - c0;
     if ticks > 0 {
         if let Some(last) = round_end.last_mut() {
             *last = secs;
         }
     }
-    print_result("omnipaxos-0.2.4", n, size, total, round, secs, &round_end, messages);
+    let r = RunResult {
+        n,
+        size,
+        total,
+        round,
+        secs,
+        cpu,
+        messages,
+    };
+    print_result("omnipaxos-0.2.4", &r, &round_end);
     Ok(())
 }
 
@@ -211,7 +242,11 @@ fn read_new(c: &mut Cluster, base: &[usize], read: &mut [usize]) -> Result<(), S
                     let mut seq = [0u8; 8];
                     seq.copy_from_slice(&p.0[..8]);
                     if u64::from_le_bytes(seq) != want {
-                        return Err(format!("node {} entry {} has the wrong data", i + 1, read[i]));
+                        return Err(format!(
+                            "node {} entry {} has the wrong data",
+                            i + 1,
+                            read[i]
+                        ));
                     }
                     read[i] += 1;
                 }
@@ -222,17 +257,26 @@ fn read_new(c: &mut Cluster, base: &[usize], read: &mut [usize]) -> Result<(), S
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn print_result(
-    name: &str,
+struct RunResult {
     n: usize,
     size: usize,
     total: usize,
     round: usize,
     secs: f64,
-    round_end: &[f64],
+    cpu: f64,
     messages: usize,
-) {
+}
+
+fn print_result(name: &str, r: &RunResult, round_end: &[f64]) {
+    let RunResult {
+        n,
+        size,
+        total,
+        round,
+        secs,
+        cpu,
+        messages,
+    } = *r;
     // Throughput over the first and the last 10% of the rounds (per-round cost vs log length).
     let tenth = (round_end.len() / 10).max(1);
     let first = round_end[tenth - 1];
@@ -240,9 +284,11 @@ fn print_result(
     let per = (tenth * round) as f64;
     println!(
         "{{\"impl\":\"{name}\",\"nodes\":{n},\"size\":{size},\"entries\":{total},\"round\":{round},\
-         \"secs\":{secs:.6},\"eps\":{:.1},\"first10_eps\":{:.1},\"last10_eps\":{:.1},\
+         \"secs\":{secs:.6},\"eps\":{:.1},\"cpu_secs\":{cpu:.6},\"cpu_eps\":{:.1},\
+         \"first10_eps\":{:.1},\"last10_eps\":{:.1},\
          \"messages\":{messages},\"maxrss_kib\":{}}}",
         total as f64 / secs,
+        if cpu > 0.0 { total as f64 / cpu } else { 0.0 },
         per / first,
         per / last,
         peak_rss_kib()
