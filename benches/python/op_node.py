@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from omnipaxos import OmniPaxos, OmniPaxosError
 from transport import Mesh
 
 TICK = 0.01  # seconds per node tick
+DEBUG = bool(os.environ.get("OP_NODE_DEBUG"))
 INCR = b"\x01"
 
 
@@ -34,7 +36,9 @@ class CounterNode:
             {
                 "pid": pid,
                 "nodes": sorted(addrs),
-                "election_tick_timeout": 10,
+                # 0.5 s heartbeat rounds, like pysyncobj's 0.4 s minimum election timeout:
+                # on this shared 2-core machine a busy leader can miss a 0.1 s round.
+                "election_tick_timeout": 50,
                 "resend_tick_timeout": 5,
                 "leader_priority": 10 if leader else 0,
                 "buffer_size": 1_000_000,
@@ -85,16 +89,21 @@ def run_workload(n: CounterNode, lat_ops: int, lat_secs: float, secs: float, win
         n.step(0.05)
     n.append(INCR)
     while n.counter < 1:
+        if time.monotonic() > deadline:
+            raise SystemExit("first increment never applied")
         n.step(0.05)
 
     lats = []
     t_end = time.monotonic() + lat_secs
     for _ in range(lat_ops):
         want = n.counter + 1
-        t0 = time.perf_counter()
+        t0 = t_sent = time.perf_counter()
         n.append(INCR)
         while n.counter < want:
             n.step(0.05)
+            if time.perf_counter() - t_sent > 1.0:  # lost with a leader change: re-issue
+                t_sent = time.perf_counter()
+                n.append(INCR)
         lats.append(time.perf_counter() - t0)
         if time.monotonic() > t_end:
             break
@@ -104,6 +113,8 @@ def run_workload(n: CounterNode, lat_ops: int, lat_secs: float, secs: float, win
     warm_until = time.monotonic() + min(0.5, secs / 4)
     start = end = None
     c0 = 0
+    next_dbg = 0.0
+    last_counter, last_progress, lost = n.counter, time.monotonic(), 0
     while True:
         now = time.monotonic()
         if start is None and now >= warm_until:
@@ -111,6 +122,14 @@ def run_workload(n: CounterNode, lat_ops: int, lat_secs: float, secs: float, win
             end = start + secs
         if end is not None and now >= end:
             break
+        if n.counter != last_counter:
+            last_counter, last_progress = n.counter, now
+        elif issued > n.counter and now - last_progress > 1.0:
+            # Nothing applied for a second: the outstanding increments were lost with a
+            # leader change (appended, never decided). A client re-issues them.
+            lost += issued - n.counter
+            issued = n.counter
+            last_progress = now
         room = window - (issued - n.counter)
         if room > 0:
             for _ in range(room):
@@ -118,6 +137,11 @@ def run_workload(n: CounterNode, lat_ops: int, lat_secs: float, secs: float, win
             issued += room
             n.send_outgoing()
         n.step(0.05)
+        if DEBUG and now >= next_dbg:
+            next_dbg = now + 0.5
+            print(f"dbg t={now - warm_until:.1f} issued={issued} counter={n.counter} "
+                  f"decided={n.node.decided_idx} leader={n.node.leader} "
+                  f"bufs={[len(o.buf) for o in n.mesh.outs.values()]}", file=sys.stderr, flush=True)
     elapsed = time.monotonic() - start
     ops = n.counter - c0
     return {
@@ -126,6 +150,8 @@ def run_workload(n: CounterNode, lat_ops: int, lat_secs: float, secs: float, win
         "ops": ops,
         "secs": elapsed,
         "window": window,
+        "reissued": lost,
+        "leader_at_end": n.node.leader,
         "lat_ops": len(lats),
         "lat_p50_us": lats[len(lats) // 2] * 1e6,
         "lat_p90_us": lats[len(lats) * 9 // 10] * 1e6,
