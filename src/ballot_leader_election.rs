@@ -112,9 +112,13 @@ impl BallotLeaderElection {
 
     /// Follows `b` (a ballot the replication layer has promised) until the next round shows
     /// whether its owner is alive and quorum-connected.
-    pub fn follow(&mut self, b: Ballot) {
+    /// Returns whether the leader changed.
+    pub fn follow(&mut self, b: Ballot) -> bool {
         if self.leader.map_or(true, |l| b > l) {
             self.leader = Some(b);
+            true
+        } else {
+            false
         }
     }
 
@@ -129,14 +133,26 @@ impl BallotLeaderElection {
 
     /// Ends the current heartbeat round and starts the next one. Returns the new leader's
     /// ballot when the leader changed.
-    pub fn hb_timeout(&mut self) -> Option<Ballot> {
+    ///
+    /// `promised` is the highest ballot the replication layer has promised. A server that
+    /// promised a ballot higher than the leader it follows treats that ballot as its leader:
+    /// if its owner does not show up with it among the quorum-connected servers (it crashed
+    /// and came back with a lower ballot, say), a quorum-connected server takes over above
+    /// it. Without this, servers that promised a vanished higher ballot would ignore the
+    /// leader everyone elects, and nothing would be decided.
+    pub fn hb_timeout(&mut self, promised: Ballot) -> Option<Ballot> {
+        let followed = promised.pid != 0 && self.follow(promised);
         let changed = if self.round > 0 {
             self.check_leader()
         } else {
             None
         };
         self.start_round();
-        changed
+        match changed {
+            Some(b) => Some(b),
+            None if followed => self.leader,
+            None => None,
+        }
     }
 
     /// Re-sends this round's request to every peer (a later reply replaces an earlier one).
@@ -281,7 +297,7 @@ mod tests {
 
     fn round(nodes: &mut [BallotLeaderElection], cut: &[(NodeId, NodeId)]) {
         for n in nodes.iter_mut() {
-            n.hb_timeout();
+            n.hb_timeout(Ballot::default());
         }
         deliver(nodes, cut);
     }

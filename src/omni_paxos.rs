@@ -155,7 +155,9 @@ impl OmniPaxos {
     pub fn tick(&mut self) -> Result<()> {
         if !self.ble.started() {
             // The first tick starts heartbeat round 1 at once.
-            self.ble.hb_timeout();
+            if let Some(b) = self.ble.hb_timeout(self.sp.promise()) {
+                self.on_leader(b);
+            }
         }
         self.ticks += 1;
         self.ble.tick();
@@ -171,7 +173,7 @@ impl OmniPaxos {
 
     /// Ends the current heartbeat round now (the seed's `election_timeout`).
     pub fn election_timeout(&mut self) -> Result<()> {
-        if let Some(b) = self.ble.hb_timeout() {
+        if let Some(b) = self.ble.hb_timeout(self.sp.promise()) {
             self.on_leader(b);
         }
         Ok(())
@@ -188,7 +190,8 @@ impl OmniPaxos {
             Err(promised) => {
                 // Elected, but a higher ballot was promised to another server: follow that
                 // one for now. If the next round shows it gone, this server takes over.
-                self.ble.follow(promised);
+                let _ = self.ble.follow(promised);
+                let _ = self.sp.handle_leader(promised);
             }
         }
     }
@@ -305,6 +308,23 @@ impl OmniPaxos {
     pub fn trim(&mut self, idx: Option<u64>) -> Result<()> {
         self.sp.commit()?;
         self.sp.trim(idx)
+    }
+
+    /// A one-line summary of the node's protocol state, for debugging.
+    pub fn debug_state(&self) -> String {
+        format!(
+            "pid {} ble[own {:?} leader {:?} qc {}] sp[{:?}/{:?} leader {:?} promise {:?} log {} decided {}]",
+            self.config.pid,
+            self.ble.current_ballot(),
+            self.ble.leader(),
+            self.ble.is_quorum_connected(),
+            self.sp.role(),
+            self.sp.phase(),
+            self.sp.leader(),
+            self.sp.promise(),
+            self.sp.log_len(),
+            self.sp.visible_decided_idx(),
+        )
     }
 
     /// Moves the log lines produced since the last call (leader changes, recovery, ...) to

@@ -12,7 +12,7 @@ step "rustfmt and clippy"
 cargo fmt --all -- --check
 cargo clippy --all-targets --quiet -- -D warnings
 
-step "Rust tests (release: the simulated clusters run millions of steps)"
+step "Rust tests (release build: the simulated-cluster tests run thousands of ticks)"
 cargo test --release --quiet 2>&1 | tee /tmp/omnipaxos-rust-tests.log
 grep -q "test result: ok" /tmp/omnipaxos-rust-tests.log
 

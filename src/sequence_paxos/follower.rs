@@ -17,15 +17,21 @@ impl SequencePaxos {
         if n < self.promise || n.pid != from || (n == self.promise && self.role == Role::Leader) {
             return Ok(());
         }
-        self.storage.set_promise(n)?;
-        self.promise = n;
+        if n != self.promise {
+            self.storage.set_promise(n)?;
+            self.promise = n;
+        }
         if self.role == Role::Leader {
             self.log(format!("preempted by server {from} with ballot {n:?}"));
             self.role = Role::Follower;
             self.requeue_own_proposals();
         }
-        self.phase = Phase::Prepare;
-        self.accepted_pending = false;
+        // Already accepting in this very round (a re-sent Prepare): keep accepting; the
+        // AcceptSync that follows only extends our log.
+        if !(self.phase == Phase::Accept && self.accepted_round == n) {
+            self.phase = Phase::Prepare;
+            self.accepted_pending = false;
+        }
         self.set_leader(n);
         // Send the part of our log the leader lacks.
         let suffix_idx = if self.accepted_round > leader_n_accepted {
@@ -61,32 +67,40 @@ impl SequencePaxos {
         if n != self.promise || self.role != Role::Follower {
             return Ok(());
         }
-        match self.phase {
-            Phase::Accept => {
-                // A re-sent AcceptSync of this round: our log already extends it. Tell the
-                // leader how far we are instead of cutting entries we acknowledged.
-                self.accepted_pending = true;
-                return Ok(());
-            }
-            Phase::Recover => {
-                self.send(from, PaxosMessage::PrepareReq { n });
-                return Ok(());
-            }
-            Phase::Prepare => {}
-        }
-        if sync_idx > self.log_len || sync_idx < self.compacted_idx {
-            // We cannot splice the suffix in: ask for a fresh Prepare.
+        if self.phase == Phase::Recover {
             self.send(from, PaxosMessage::PrepareReq { n });
             return Ok(());
         }
-        self.storage.truncate(sync_idx)?;
-        self.storage.append_entries(&suffix)?;
-        self.log_len = sync_idx + suffix.len() as u64;
-        self.storage.set_accepted_round(n)?;
-        self.accepted_round = n;
-        if stopsign != self.stopsign {
-            self.storage.set_stopsign(stopsign.clone())?;
-            self.stopsign = stopsign;
+        if self.accepted_round == n {
+            // We already accepted in this round (a re-sent or re-requested AcceptSync). Our
+            // log and the leader's agree wherever both have entries, and we may have
+            // acknowledged entries past `sync_idx`: never cut them, only extend.
+            let end = sync_idx + suffix.len() as u64;
+            if sync_idx <= self.log_len && end > self.log_len {
+                let rest = suffix.slice((self.log_len - sync_idx) as usize, suffix.len());
+                self.storage.append_entries(&rest)?;
+                self.log_len = end;
+            }
+            if self.stopsign.is_none() && stopsign.is_some() {
+                // A StopSign is only ever added within a round, never taken back.
+                self.storage.set_stopsign(stopsign.clone())?;
+                self.stopsign = stopsign;
+            }
+        } else {
+            if sync_idx > self.log_len || sync_idx < self.compacted_idx {
+                // We cannot splice the suffix in: ask for a fresh Prepare.
+                self.send(from, PaxosMessage::PrepareReq { n });
+                return Ok(());
+            }
+            self.storage.truncate(sync_idx)?;
+            self.storage.append_entries(&suffix)?;
+            self.log_len = sync_idx + suffix.len() as u64;
+            self.storage.set_accepted_round(n)?;
+            self.accepted_round = n;
+            if stopsign != self.stopsign {
+                self.storage.set_stopsign(stopsign.clone())?;
+                self.stopsign = stopsign;
+            }
         }
         let decided = decided_idx.min(self.log_len);
         self.set_decided(decided)?;

@@ -498,9 +498,9 @@ impl SequencePaxos {
         if b != self.leader {
             self.set_leader(b);
         }
-        if self.promise != b {
-            // We have not promised this leader yet: ask it for a Prepare (it may have sent
-            // one we missed, e.g. while we were down).
+        if self.promise != b || self.phase == Phase::Recover {
+            // We have not promised this leader yet, or lost our volatile state: ask it for a
+            // Prepare (it may have sent one we missed, e.g. while we were down).
             self.send(b.pid, PaxosMessage::PrepareReq { n: b });
         }
         Ok(())

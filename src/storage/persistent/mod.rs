@@ -1,0 +1,919 @@
+//! Persistent storage: the log in a [`commitlog`] directory, the acceptor state in a small
+//! checksummed state file.
+//!
+//! # Layout
+//!
+//! ```text
+//! <path>/LOCK    POSIX write lock (fcntl) held while the storage is open (see DirLock)
+//! <path>/state   the commit record (see below), replaced atomically
+//! <path>/redo    present only while a batch that overwrites committed entries is applied
+//! <path>/log/    the commitlog segments {base:020}.log and indexes {base:020}.index
+//! ```
+//!
+//! The commitlog message offset of an entry is its global log index; trimming deletes whole
+//! segment files and never renumbers.
+//!
+//! # Atomic batches
+//!
+//! The **state file is the commit record**. It holds the promise, the accepted round, the
+//! decided and compacted indexes, the StopSign, a sequence number, and the committed log
+//! length `L`. It is replaced atomically (write `state.tmp`, fdatasync, rename, fsync the
+//! directory) and protected by a magic, a version and a crc32c, so after a crash it is
+//! either the old or the new record, never a torn one. Entries at index `>= L` in the
+//! commitlog were written by a batch that did not commit; opening drops them.
+//!
+//! Between two commits, writes stay in memory: the setters change an in-memory state,
+//! `append_entries` collects entries in a pending buffer, and `truncate` either shortens the
+//! pending buffer or lowers `keep`, the number of committed entries the batch keeps. Reads
+//! see all of it. `commit()` then applies the batch:
+//!
+//! - **Appending batch** (`keep == L`): the pending entries are appended to the commitlog
+//!   (one `write` per chunk of up to 4 MiB, never one per entry), the segment files written
+//!   are fdatasynced (plus, for a segment that was closed during the batch, its index, and
+//!   the directory when a segment file was created), and only then is the new state file
+//!   put in place. A crash before the rename leaves the old record, whose `L` makes the
+//!   appended entries invisible; a crash after it leaves the whole batch.
+//! - **Overwriting batch** (`keep < L`, a leader replacing a follower's suffix): committed
+//!   entries are about to be destroyed, so first the whole batch (the new state with
+//!   sequence number `seq + 1`, `keep`, and the new entries) is written to a checksummed
+//!   redo file (atomically, fsynced). Then the commitlog is truncated to `keep`, the entries
+//!   appended and synced, the state file replaced, and the redo file removed. Opening
+//!   replays a redo file whose sequence number is above the state's (the commitlog below
+//!   `keep` is untouched by the batch, everything from `keep` on is rewritten), and deletes
+//!   one whose number is not (its batch completed). Sequence numbers are never reused, even
+//!   after a failed state write. A damaged redo file is reported as `Corruption`: it cannot
+//!   be told apart from a batch half applied.
+//!
+//! A commit where nothing changed costs nothing; one where only the state changed writes
+//! only the state file. A commit that fails may be retried: the commitlog is brought back
+//! to `keep` (repairing it if an append failed half way) before the entries are written
+//! again.
+//!
+//! # Opening and repair
+//!
+//! commitlog 0.2 trusts its files: it panics on a segment without an index or an index of
+//! torn length, opens an index whose last entry is non-zero read-only (and then panics on
+//! the next append), and never reconciles a segment with its index after a crash. Before it
+//! sees the directory, [`segments::repair`] therefore: removes indexes without a segment and
+//! segments wholly after the committed length or wholly trimmed; checks every closed
+//! segment against its index (each entry's offset and position, and the last message ending
+//! at the end of the file), rebuilding the index from the segment when they disagree; reads
+//! the last segment message by message (offset and crc32c of each) up to the committed
+//! length, cuts off whatever follows, and rewrites its index when it differs. A committed
+//! entry that is missing or fails its checksum makes opening fail with `Corruption`.
+//! `CommitLog::new` runs under `catch_unwind` as a last line of defence.
+//!
+//! Reads check each message's checksum (commitlog does, on every read), its offset (the
+//! header offset is not covered by the checksum) and that it carries no metadata (whose size
+//! is not covered either), so damaged files give a `Corruption` error, never wrong bytes.
+//!
+//! # Trimming
+//!
+//! `trim` moves the compacted index; after the state recording it is durable, `commit`
+//! deletes every segment whose entries are all below it (with the commitlog closed, as it
+//! keeps every segment open) and reopens the log. The active segment is never deleted, so
+//! disk use stays within the live entries plus about two segments.
+//!
+//! # Segments and a full disk
+//!
+//! Segments are rolled here, not by commitlog (whose limits are set out of reach): when the
+//! next entry does not fit, the commitlog is closed, the full segment's index is cut to its
+//! size, a new segment and index are created and the log reopened. commitlog writes its
+//! index through a memory map; a write to a page the file system has not allocated raises
+//! SIGBUS when the disk is full, so the active index is preallocated
+//! (`fallocate(FALLOC_FL_KEEP_SIZE)`, growing geometrically) before entries are appended.
+//! A full disk therefore surfaces as an `Io` error from `commit`.
+//!
+//! # Durability
+//!
+//! Under [`SyncPolicy::Always`] every commit fdatasyncs what it wrote before it returns
+//! (commitlog's own `flush` does not: it calls `File::flush`, a no-op). Under
+//! [`SyncPolicy::Never`] nothing is fsynced; the ordering above still protects against a
+//! crash of the process, not against a power loss.
+
+mod format;
+mod fsutil;
+mod segments;
+
+use std::fs::{self, File};
+use std::io;
+use std::mem;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+
+use commitlog::message::{MessageBuf, MessageSet};
+use commitlog::{CommitLog, ReadError, ReadLimit};
+
+use self::format::{decode_redo, decode_state, encode_redo, encode_state, State};
+use self::fsutil::{
+    io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic, DirLock,
+};
+use self::segments::{index_path, segment_path, MSG_HEADER};
+use crate::config::SyncPolicy;
+use crate::entries::Entries;
+use crate::errors::{StorageError, StorageErrorKind};
+use crate::messages::{Ballot, StopSign};
+use crate::storage::Storage;
+
+const STATE_FILE: &str = "state";
+const REDO_FILE: &str = "redo";
+const LOG_DIR: &str = "log";
+/// Smallest segment size accepted.
+const MIN_SEGMENT_BYTES: usize = 64;
+/// Largest segment size: commitlog keeps file positions in `u32`.
+const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
+/// Largest chunk of entries handed to commitlog in one append (one `write`).
+const CHUNK_BYTES: u64 = 4 << 20;
+
+fn corrupt(msg: String) -> StorageError {
+    StorageError::new(StorageErrorKind::Corruption, msg)
+}
+
+/// Storage on disk under a directory; see the [module documentation](self) for the format
+/// and the crash guarantees.
+///
+/// Dropping it without a final [`Storage::commit`] discards the writes made since the last
+/// commit, exactly as a crash would. While it is open no other storage (in this or another
+/// process) can open the same directory.
+pub struct PersistentStorage {
+    root: PathBuf,
+    log_dir: PathBuf,
+    sync: SyncPolicy,
+    segment_bytes: usize,
+    /// The commitlog; `None` after a failure left it in an unknown state (the next commit
+    /// repairs it).
+    log: Option<CommitLog>,
+    /// Base offsets of the segment files, oldest first; the last is the active segment.
+    bases: Vec<u64>,
+    /// Size of the active segment file.
+    write_pos: u64,
+    /// The active segment file, for fdatasync and fstat.
+    active: Option<File>,
+    /// The active index file, for preallocation.
+    active_index: Option<File>,
+    /// Entries of the active index known to be preallocated.
+    index_alloc: u64,
+    /// Whether the file system supports preallocation.
+    can_preallocate: bool,
+    /// Entries in the commitlog (its next offset).
+    disk_len: u64,
+    /// Whether the commitlog was written since the last fsync.
+    log_unsynced: bool,
+    /// Segments closed since the last fsync (their data and index need one).
+    closed_unsynced: Vec<u64>,
+    /// Whether a segment file was created since the last directory fsync.
+    created_unsynced: bool,
+    /// Sequence number of the state file on disk.
+    seq: u64,
+    /// The state on disk.
+    committed: State,
+    /// The state as written so far (`log_len == keep + pending.len()`).
+    state: State,
+    /// Committed entries this batch keeps.
+    keep: u64,
+    /// Entries appended in this batch, at `keep..`.
+    pending: Entries,
+    /// Whether the redo file on disk describes the current batch.
+    redo_on_disk: bool,
+    /// Reused append buffer.
+    msgbuf: MessageBuf,
+    /// Message bytes and count seen, to size reads.
+    stat_bytes: u64,
+    stat_msgs: u64,
+    /// The lock on the directory, held for the storage's lifetime (last: released after
+    /// every file is closed).
+    _lock: DirLock,
+}
+
+/// Opens (or creates) persistent storage at `path`; see [`PersistentStorage::open`].
+pub fn open(
+    path: &Path,
+    sync: SyncPolicy,
+    segment_bytes: usize,
+) -> Result<Box<dyn Storage>, StorageError> {
+    Ok(Box::new(PersistentStorage::open(
+        path,
+        sync,
+        segment_bytes,
+    )?))
+}
+
+impl PersistentStorage {
+    /// Opens the storage in directory `path`, creating it when missing, and recovers from
+    /// whatever a crash left: uncommitted entries are dropped, a half-applied batch is
+    /// completed. Fails with `Locked` when another open storage (in this or another process)
+    /// holds the directory, with `Corruption` when committed data is damaged, with `Io` when
+    /// the directory cannot be created, read or written. `segment_bytes` (at least 64, less
+    /// than 4 GiB) is the size of one log segment file; an entry must fit in one.
+    pub fn open(
+        path: &Path,
+        sync: SyncPolicy,
+        segment_bytes: usize,
+    ) -> Result<PersistentStorage, StorageError> {
+        if segment_bytes < MIN_SEGMENT_BYTES || segment_bytes as u64 > MAX_SEGMENT_BYTES {
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                format!(
+                    "segment_bytes {segment_bytes} for {} is outside \
+                     {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}",
+                    path.display()
+                ),
+            ));
+        }
+        let always = sync == SyncPolicy::Always;
+        fs::create_dir_all(path).map_err(|e| io_err("create storage directory", path, e))?;
+        let lock = lock_dir(path)?;
+        let root = path.to_path_buf();
+        let log_dir = root.join(LOG_DIR);
+        let state_path = root.join(STATE_FILE);
+        let redo_path = root.join(REDO_FILE);
+        remove_optional(&root.join(format!("{STATE_FILE}.tmp")))?;
+        remove_optional(&root.join(format!("{REDO_FILE}.tmp")))?;
+
+        let (seq, committed) = match read_optional(&state_path)? {
+            Some(bytes) => decode_state(&bytes, &format!("state file {}", state_path.display()))?,
+            None => {
+                if segments::holds_segments(&log_dir)? {
+                    return Err(corrupt(format!(
+                        "the state file {} is missing but {} holds log segments; refusing to \
+                         start from an empty state",
+                        state_path.display(),
+                        log_dir.display()
+                    )));
+                }
+                fs::create_dir_all(&log_dir)
+                    .map_err(|e| io_err("create log directory", &log_dir, e))?;
+                let st = State::default();
+                write_atomic(&root, STATE_FILE, &encode_state(0, &st), always)?;
+                if always {
+                    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                        sync_dir(parent)?;
+                    }
+                }
+                (0, st)
+            }
+        };
+
+        let what = format!("redo file {}", redo_path.display());
+        let redo = match read_optional(&redo_path)? {
+            None => None,
+            Some(bytes) => {
+                let r = decode_redo(&bytes, &what).map_err(|e| {
+                    corrupt(format!(
+                        "{}; it records a batch that overwrites committed entries and may have \
+                         been half applied",
+                        e.message
+                    ))
+                })?;
+                if r.seq <= seq {
+                    remove_optional(&redo_path)?;
+                    None
+                } else if r.keep <= committed.log_len && r.keep >= committed.compacted_idx {
+                    Some(r)
+                } else {
+                    return Err(corrupt(format!(
+                        "{what} (sequence {}, keeps {} entries) does not follow the state file \
+                         (sequence {seq}, {} entries from {})",
+                        r.seq, r.keep, committed.log_len, committed.compacted_idx
+                    )));
+                }
+            }
+        };
+
+        let target = redo.as_ref().map_or(committed.log_len, |r| r.keep);
+        let layout = segments::repair(&log_dir, target, committed.compacted_idx, always)?;
+        let mut s = PersistentStorage {
+            root,
+            log_dir,
+            sync,
+            segment_bytes,
+            _lock: lock,
+            log: None,
+            stat_bytes: layout.write_pos.saturating_sub(2),
+            stat_msgs: layout.active_msgs,
+            bases: layout.bases,
+            write_pos: layout.write_pos,
+            active: None,
+            active_index: None,
+            index_alloc: 0,
+            can_preallocate: true,
+            disk_len: target,
+            log_unsynced: false,
+            closed_unsynced: Vec::new(),
+            created_unsynced: false,
+            seq,
+            state: committed.clone(),
+            keep: committed.log_len,
+            committed,
+            pending: Entries::new(),
+            redo_on_disk: false,
+            msgbuf: MessageBuf::default(),
+        };
+        s.open_log()?;
+        if let Some(r) = redo {
+            s.keep = r.keep;
+            s.pending = r.entries;
+            s.state = r.state;
+            s.redo_on_disk = true;
+            // The replayed batch gets the sequence number its redo file announced.
+            s.seq = s.seq.max(r.seq - 1);
+            s.commit()?;
+        } else {
+            s.reclaim()?;
+        }
+        Ok(s)
+    }
+
+    fn always(&self) -> bool {
+        self.sync == SyncPolicy::Always
+    }
+
+    /// The largest entry a segment can hold.
+    fn max_entry(&self) -> u64 {
+        self.segment_bytes as u64 - 2 - MSG_HEADER
+    }
+
+    /// Closes commitlog and the active files.
+    fn close_log(&mut self) {
+        self.log = None;
+        self.active = None;
+        self.active_index = None;
+        self.index_alloc = 0;
+    }
+
+    /// Opens commitlog on the (checked) directory and the active segment file.
+    fn open_log(&mut self) -> Result<(), StorageError> {
+        self.close_log();
+        let log = segments::open_log(&self.log_dir)?;
+        if log.next_offset() != self.disk_len {
+            return Err(corrupt(format!(
+                "the commit log in {} ends at entry {} but {} entries were expected",
+                self.log_dir.display(),
+                log.next_offset(),
+                self.disk_len
+            )));
+        }
+        let last = self.bases.last().copied().unwrap_or(0);
+        let p = segment_path(&self.log_dir, last);
+        self.active = Some(File::open(&p).map_err(|e| io_err("open", &p, e))?);
+        let p = index_path(&self.log_dir, last);
+        let idx = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .map_err(|e| io_err("open", &p, e))?;
+        self.active_index = Some(idx);
+        self.log = Some(log);
+        Ok(())
+    }
+
+    /// Closes the full active segment (cutting its preallocated index to size) and starts a
+    /// new one at `disk_len`. commitlog could roll by itself, but it would create the new
+    /// index sparse and write it through a memory map: on a full disk, a SIGBUS.
+    fn roll(&mut self) -> Result<(), StorageError> {
+        let old = self.bases.last().copied().unwrap_or(0);
+        let base = self.disk_len;
+        if base <= old {
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                format!("cannot start a segment at {base} after one at {old}"),
+            ));
+        }
+        self.close_log();
+        segments::shrink_index(&self.log_dir, old, base - old)?;
+        segments::create_segment(&self.log_dir, base)?;
+        self.closed_unsynced.push(old);
+        self.bases.push(base);
+        self.created_unsynced = true;
+        self.write_pos = 2;
+        self.open_log()
+    }
+
+    /// Preallocates the active index for `entries` entries (growing geometrically).
+    fn reserve_index(&mut self, entries: u64) -> Result<(), StorageError> {
+        if entries < self.index_alloc || !self.can_preallocate {
+            return Ok(());
+        }
+        let cap = (self.segment_bytes as u64 - 2) / MSG_HEADER + 1;
+        let want = entries
+            .max(self.index_alloc * 2)
+            .max(1024)
+            .min(cap.max(entries))
+            + 1;
+        let last = self.bases.last().copied().unwrap_or(0);
+        let idx = self.active_index.as_ref().ok_or_else(|| {
+            StorageError::new(StorageErrorKind::Io, "the active index is not open")
+        })?;
+        let p = index_path(&self.log_dir, last);
+        self.can_preallocate = segments::preallocate(idx, &p, want * 8)?;
+        self.index_alloc = want;
+        Ok(())
+    }
+
+    /// Closes commitlog, repairs the directory to hold exactly `target` entries and reopens.
+    fn rebuild_log(&mut self, target: u64) -> Result<(), StorageError> {
+        self.close_log();
+        let layout = segments::repair(
+            &self.log_dir,
+            target,
+            self.committed.compacted_idx,
+            self.always(),
+        )?;
+        self.bases = layout.bases;
+        self.write_pos = layout.write_pos;
+        self.disk_len = target;
+        self.closed_unsynced.clear();
+        self.created_unsynced = false;
+        self.log_unsynced = false;
+        self.open_log()
+    }
+
+    /// Brings the commitlog to `target` entries (`target <= disk_len`).
+    fn cut_log(&mut self, target: u64) -> Result<(), StorageError> {
+        if self.log.is_some() && target == self.disk_len {
+            return Ok(());
+        }
+        let active_base = self.bases.last().copied().unwrap_or(0);
+        // commitlog truncates safely only inside the active segment and when it keeps at
+        // least one entry of it: truncating into a closed segment makes that segment's
+        // read-only index active (the next append panics).
+        if active_base < target && target < self.disk_len {
+            if let (Some(log), Some(active)) = (self.log.as_mut(), self.active.as_ref()) {
+                let r = catch_unwind(AssertUnwindSafe(|| log.truncate(target - 1)));
+                if matches!(r, Ok(Ok(()))) && log.next_offset() == target {
+                    if let Ok(m) = active.metadata() {
+                        self.write_pos = m.len();
+                        self.disk_len = target;
+                        self.log_unsynced = true;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        self.rebuild_log(target)
+    }
+
+    /// Appends the pending entries to the commitlog in chunks.
+    fn append_pending(&mut self) -> Result<(), StorageError> {
+        let pending = mem::take(&mut self.pending);
+        let mut buf = mem::take(&mut self.msgbuf);
+        let r = self.append_chunks(&pending, &mut buf);
+        buf.clear();
+        self.msgbuf = buf;
+        self.pending = pending;
+        if r.is_err() {
+            self.close_log();
+        }
+        r
+    }
+
+    fn append_chunks(
+        &mut self,
+        pending: &Entries,
+        buf: &mut MessageBuf,
+    ) -> Result<(), StorageError> {
+        let max = self.segment_bytes as u64;
+        buf.clear();
+        let (mut bytes, mut count) = (0u64, 0u64);
+        for e in pending.iter() {
+            let m = MSG_HEADER + e.len() as u64;
+            if count > 0 && (self.write_pos + bytes + m > max || bytes + m > CHUNK_BYTES) {
+                self.append_chunk(buf, bytes, count)?;
+                bytes = 0;
+                count = 0;
+            }
+            if count == 0 && self.write_pos + m > max {
+                self.roll()?;
+            }
+            buf.push(e).map_err(|e| {
+                StorageError::new(
+                    StorageErrorKind::Io,
+                    format!("cannot frame a log entry: {e:?}"),
+                )
+            })?;
+            bytes += m;
+            count += 1;
+        }
+        if count > 0 {
+            self.append_chunk(buf, bytes, count)?;
+        }
+        Ok(())
+    }
+
+    fn append_chunk(
+        &mut self,
+        buf: &mut MessageBuf,
+        bytes: u64,
+        count: u64,
+    ) -> Result<(), StorageError> {
+        let first = self.disk_len;
+        let active_base = self.bases.last().copied().unwrap_or(0);
+        self.reserve_index(first + count - active_base)?;
+        let log = self
+            .log
+            .as_mut()
+            .ok_or_else(|| StorageError::new(StorageErrorKind::Io, "the commit log is not open"))?;
+        self.log_unsynced = true;
+        match catch_unwind(AssertUnwindSafe(|| log.append(buf))) {
+            Ok(Ok(range)) if range.first() == first && range.len() as u64 == count => {}
+            Ok(Ok(range)) => {
+                return Err(corrupt(format!(
+                    "commitlog appended {} entries at {} instead of {count} at {first}",
+                    range.len(),
+                    range.first()
+                )))
+            }
+            Ok(Err(e)) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Io,
+                    format!(
+                        "append {count} entries at {first} to the commit log in {}: {}",
+                        self.log_dir.display(),
+                        append_error_text(&e)
+                    ),
+                ))
+            }
+            Err(p) => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Io,
+                    format!(
+                        "append to the commit log in {} failed (commitlog panicked: {})",
+                        self.log_dir.display(),
+                        segments::panic_text(p.as_ref())
+                    ),
+                ))
+            }
+        }
+        self.disk_len += count;
+        self.stat_bytes += bytes;
+        self.stat_msgs += count;
+        buf.clear();
+        self.write_pos += bytes;
+        Ok(())
+    }
+
+    /// fdatasyncs what the batch wrote to the commitlog (under `SyncPolicy::Always`).
+    fn sync_log(&mut self) -> Result<(), StorageError> {
+        if !self.always() {
+            self.closed_unsynced.clear();
+            self.created_unsynced = false;
+            self.log_unsynced = false;
+            return Ok(());
+        }
+        if !self.log_unsynced && self.closed_unsynced.is_empty() && !self.created_unsynced {
+            return Ok(());
+        }
+        let r = self.sync_log_files();
+        if r.is_err() {
+            // After a failed fsync the page cache may have dropped the data: reread it.
+            self.close_log();
+        }
+        r
+    }
+
+    fn sync_log_files(&mut self) -> Result<(), StorageError> {
+        for &b in &self.closed_unsynced {
+            fsutil::sync_path(&segment_path(&self.log_dir, b))?;
+            fsutil::sync_path(&index_path(&self.log_dir, b))?;
+        }
+        if self.log_unsynced {
+            let active = self.active.as_ref().ok_or_else(|| {
+                StorageError::new(StorageErrorKind::Io, "the active segment is not open")
+            })?;
+            active.sync_data().map_err(|e| {
+                let last = self.bases.last().copied().unwrap_or(0);
+                io_err("fsync", &segment_path(&self.log_dir, last), e)
+            })?;
+        }
+        if self.created_unsynced {
+            sync_dir(&self.log_dir)?;
+        }
+        self.closed_unsynced.clear();
+        self.created_unsynced = false;
+        self.log_unsynced = false;
+        Ok(())
+    }
+
+    /// Whether whole segments lie below the committed compacted index.
+    fn needs_reclaim(&self) -> bool {
+        self.bases.len() > 1 && self.bases[1] <= self.committed.compacted_idx
+    }
+
+    /// Deletes the segments whose entries are all trimmed (the commitlog is closed meanwhile).
+    fn reclaim(&mut self) -> Result<(), StorageError> {
+        if !self.needs_reclaim() {
+            return Ok(());
+        }
+        let c = self.committed.compacted_idx;
+        let mut k = 0;
+        while k + 1 < self.bases.len() && self.bases[k + 1] <= c {
+            k += 1;
+        }
+        self.close_log();
+        for &b in &self.bases[..k] {
+            segments::remove_segment(&self.log_dir, b)?;
+        }
+        self.bases.drain(..k);
+        let first = self.bases[0];
+        self.closed_unsynced.retain(|&b| b >= first);
+        let last = self.bases[self.bases.len() - 1];
+        segments::ensure_index_slack(&self.log_dir, last)?;
+        self.open_log()
+    }
+
+    /// One commit attempt (see the module documentation).
+    fn commit_batch(&mut self) -> Result<(), StorageError> {
+        let always = self.always();
+        let overwrites = self.keep < self.committed.log_len;
+        let next_seq = self.seq + 1;
+        if overwrites && !self.redo_on_disk {
+            let bytes = encode_redo(next_seq, &self.state, self.keep, &self.pending);
+            write_atomic(&self.root, REDO_FILE, &bytes, always)?;
+            self.redo_on_disk = true;
+        }
+        if self.log.is_none() || self.disk_len != self.keep {
+            self.cut_log(self.keep)?;
+        }
+        if !self.pending.is_empty() {
+            self.append_pending()?;
+        }
+        self.sync_log()?;
+        if overwrites || self.state != self.committed {
+            // The new record may reach the disk even when this call fails (e.g. in the
+            // directory fsync after the rename): never reuse its sequence number.
+            self.seq = next_seq;
+            write_atomic(
+                &self.root,
+                STATE_FILE,
+                &encode_state(next_seq, &self.state),
+                always,
+            )?;
+        }
+        if self.redo_on_disk {
+            // A redo file left behind is recognised as stale by its sequence number.
+            let _ = remove_optional(&self.root.join(REDO_FILE));
+            self.redo_on_disk = false;
+        }
+        self.committed = self.state.clone();
+        self.keep = self.state.log_len;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Marks the batch as changed since the redo file was written.
+    fn touch(&mut self) {
+        self.redo_on_disk = false;
+    }
+
+    /// Reads committed entries `from..to` from the commitlog.
+    fn read_log(&self, from: u64, to: u64, out: &mut Entries) -> Result<(), StorageError> {
+        let log = self.log.as_ref().ok_or_else(|| {
+            StorageError::new(
+                StorageErrorKind::Io,
+                format!(
+                    "the commit log in {} is closed after an earlier failure; commit again to \
+                     repair it",
+                    self.log_dir.display()
+                ),
+            )
+        })?;
+        let avg = (self.stat_bytes / self.stat_msgs.max(1)).max(MSG_HEADER + 1);
+        let mut boost = 1u64;
+        let mut off = from;
+        while off < to {
+            let want = (to - off).saturating_mul(avg);
+            let limit = want
+                .saturating_add(want / 8)
+                .saturating_add(4096)
+                .saturating_mul(boost)
+                .min(u64::from(u32::MAX));
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                log.read(off, ReadLimit::max_bytes(limit as usize))
+            }));
+            let buf = match r {
+                Ok(Ok(buf)) => buf,
+                // commitlog's "a message exceeds the limit": read more at once.
+                Ok(Err(ReadError::Io(e)))
+                    if e.kind() == io::ErrorKind::InvalidInput && limit < u64::from(u32::MAX) =>
+                {
+                    boost = boost.saturating_mul(4);
+                    continue;
+                }
+                Ok(Err(ReadError::Io(e))) => {
+                    return Err(io_err("read entries from", &self.log_dir, e));
+                }
+                Ok(Err(ReadError::CorruptLog)) => {
+                    return Err(corrupt(format!(
+                        "entry {off} or one after it in {} fails its checksum",
+                        self.log_dir.display()
+                    )));
+                }
+                Ok(Err(ReadError::NoSuchSegment)) => {
+                    return Err(corrupt(format!(
+                        "no segment in {} holds entry {off}",
+                        self.log_dir.display()
+                    )));
+                }
+                Err(p) => {
+                    return Err(corrupt(format!(
+                        "reading entry {off} from {} failed (commitlog panicked: {})",
+                        self.log_dir.display(),
+                        segments::panic_text(p.as_ref())
+                    )));
+                }
+            };
+            if buf.is_empty() {
+                return Err(corrupt(format!(
+                    "entry {off} is missing from {}",
+                    self.log_dir.display()
+                )));
+            }
+            for m in buf.iter() {
+                if off >= to {
+                    break;
+                }
+                if m.offset() != off || m.metadata_size() != 0 {
+                    return Err(corrupt(format!(
+                        "{}: the index points entry {off} at a message for entry {} \
+                         (damaged index or segment)",
+                        self.log_dir.display(),
+                        m.offset()
+                    )));
+                }
+                out.push(m.payload());
+                off += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn append_error_text(e: &commitlog::AppendError) -> String {
+    match e {
+        commitlog::AppendError::Io(e) => e.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn out_of_range(from: u64, to: u64, compacted: u64, len: u64) -> StorageError {
+    StorageError::new(
+        StorageErrorKind::OutOfRange,
+        format!("entries {from}..{to} requested, the log holds {compacted}..{len}"),
+    )
+}
+
+impl Storage for PersistentStorage {
+    fn append_entries(&mut self, entries: &Entries) -> Result<(), StorageError> {
+        let max = self.max_entry();
+        if let Some(big) = entries.iter().find(|e| e.len() as u64 > max) {
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                format!(
+                    "an entry of {} bytes does not fit in a log segment of {} bytes (at most \
+                     {max} bytes per entry; raise storage.segment_bytes)",
+                    big.len(),
+                    self.segment_bytes
+                ),
+            ));
+        }
+        self.touch();
+        self.pending.extend_from(entries);
+        self.state.log_len += entries.len() as u64;
+        Ok(())
+    }
+
+    fn truncate(&mut self, len: u64) -> Result<(), StorageError> {
+        if len >= self.state.log_len {
+            return Ok(());
+        }
+        if len < self.state.compacted_idx {
+            return Err(out_of_range(
+                len,
+                self.state.log_len,
+                self.state.compacted_idx,
+                self.state.log_len,
+            ));
+        }
+        self.touch();
+        if len >= self.keep {
+            self.pending.truncate((len - self.keep) as usize);
+        } else {
+            self.keep = len;
+            self.pending.clear();
+        }
+        self.state.log_len = len;
+        Ok(())
+    }
+
+    fn read_entries(&self, from: u64, to: u64, out: &mut Entries) -> Result<(), StorageError> {
+        let (c, len) = (self.state.compacted_idx, self.state.log_len);
+        if from > to || from < c || to > len {
+            return Err(out_of_range(from, to, c, len));
+        }
+        let before = out.len();
+        let log_end = to.min(self.keep);
+        if from < log_end {
+            if let Err(e) = self.read_log(from, log_end, out) {
+                out.truncate(before);
+                return Err(e);
+            }
+        }
+        let p_from = from.max(self.keep);
+        if p_from < to {
+            out.extend_from_range(
+                &self.pending,
+                (p_from - self.keep) as usize,
+                (to - self.keep) as usize,
+            );
+        }
+        Ok(())
+    }
+
+    fn log_len(&self) -> u64 {
+        self.state.log_len
+    }
+
+    fn set_promise(&mut self, b: Ballot) -> Result<(), StorageError> {
+        self.touch();
+        self.state.promise = b;
+        Ok(())
+    }
+
+    fn promise(&self) -> Ballot {
+        self.state.promise
+    }
+
+    fn set_accepted_round(&mut self, b: Ballot) -> Result<(), StorageError> {
+        self.touch();
+        self.state.accepted_round = b;
+        Ok(())
+    }
+
+    fn accepted_round(&self) -> Ballot {
+        self.state.accepted_round
+    }
+
+    fn set_decided_idx(&mut self, idx: u64) -> Result<(), StorageError> {
+        self.touch();
+        self.state.decided_idx = idx;
+        Ok(())
+    }
+
+    fn decided_idx(&self) -> u64 {
+        self.state.decided_idx
+    }
+
+    fn set_stopsign(&mut self, ss: Option<StopSign>) -> Result<(), StorageError> {
+        self.touch();
+        self.state.stopsign = ss;
+        Ok(())
+    }
+
+    fn stopsign(&self) -> Option<StopSign> {
+        self.state.stopsign.clone()
+    }
+
+    fn trim(&mut self, idx: u64) -> Result<(), StorageError> {
+        if idx <= self.state.compacted_idx {
+            return Ok(());
+        }
+        if idx > self.state.log_len {
+            return Err(out_of_range(
+                self.state.compacted_idx,
+                idx,
+                self.state.compacted_idx,
+                self.state.log_len,
+            ));
+        }
+        self.touch();
+        self.state.compacted_idx = idx;
+        Ok(())
+    }
+
+    fn compacted_idx(&self) -> u64 {
+        self.state.compacted_idx
+    }
+
+    fn commit(&mut self) -> Result<(), StorageError> {
+        let log_changed = self.keep != self.committed.log_len || !self.pending.is_empty();
+        if !log_changed
+            && self.state == self.committed
+            && self.log.is_some()
+            && !self.needs_reclaim()
+        {
+            return Ok(());
+        }
+        match self.commit_batch() {
+            Ok(()) => self.reclaim(),
+            Err(e) => {
+                // Best effort: put the commitlog back in a usable state for reads and for
+                // the retry (only entries the batch does not keep are dropped).
+                let safe = self.keep == self.committed.log_len || self.redo_on_disk;
+                if self.log.is_none() && safe {
+                    let _ = self.rebuild_log(self.keep);
+                }
+                Err(e)
+            }
+        }
+    }
+}
