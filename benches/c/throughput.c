@@ -15,7 +15,9 @@
  *
  * Usage: throughput [--nodes N] [--size BYTES] [--entries COUNT] [--round R]
  *                   [--storage memory|persistent] [--dir DIR] [--sync always|never]
- *                   [--latency K]
+ *                   [--latency K] [--max-secs S]
+ * --max-secs stops early (after the round or operation that passes S seconds) and reports
+ * the entries or operations done by then: it bounds runs on a slow disk.
  * Prints one JSON line. Build: cc -O2 -Iinclude throughput.c -Ltarget/release -lomnipaxos
  */
 #define _POSIX_C_SOURCE 200809L
@@ -134,6 +136,7 @@ static long peak_rss_kib(void) {
 
 int main(int argc, char **argv) {
     size_t size = 16, total = 1000000, round = 1000, latency = 0;
+    double max_secs = 0; /* 0: no limit */
     const char *storage = "memory", *dir = NULL, *sync = "always";
     for (int a = 1; a < argc; a++) {
         const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
@@ -146,6 +149,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--dir")) dir = v;
         else if (!strcmp(k, "--sync")) sync = v;
         else if (!strcmp(k, "--latency")) latency = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--max-secs")) max_secs = strtod(v, NULL);
         else { fprintf(stderr, "throughput: unknown option %s\n", k); return 2; }
         a++;
     }
@@ -209,6 +213,7 @@ int main(int argc, char **argv) {
             if (t1 == 0) { fprintf(stderr, "throughput: entry %zu not decided\n", r); return 1; }
             lat[r] = t1 - t0;
             read_new(base, read);
+            if (max_secs > 0 && now() - t_start > max_secs) latency = r + 1;
         }
         double secs = now() - t_start;
         qsort(lat, latency, sizeof *lat, cmp_double);
@@ -233,6 +238,10 @@ int main(int argc, char **argv) {
             deliver_until_quiet(-1, 0);
             read_new(base, read);
             round_end[r] = now() - t0;
+            if (max_secs > 0 && round_end[r] > max_secs && r + 1 < rounds) {
+                rounds = r + 1;
+                total = rounds * round;
+            }
         }
         /* Anything not yet decided everywhere gets ticks (there should be nothing). */
         int ticks = 0;
