@@ -81,7 +81,9 @@ class CounterNode:
         self.send_outgoing()
 
 
-def run_workload(n: CounterNode, lat_ops: int, lat_secs: float, secs: float, window: int, deadline: float) -> dict:
+def run_workload(
+    n: CounterNode, lat_ops: int, lat_secs: float, secs: float, window: int, deadline: float
+) -> dict:
     # Wait until this node leads and a first entry is applied.
     while not n.node.is_leader:
         if time.monotonic() > deadline:
