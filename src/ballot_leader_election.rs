@@ -42,6 +42,8 @@ pub struct BallotLeaderElection {
     last_reply: Vec<u64>,
     /// A peer counts as connected while its last reply is at most this many ticks old.
     window: u64,
+    /// Whether any message came from each peer during the current round.
+    heard_this_round: Vec<bool>,
     outgoing: Vec<Message>,
 }
 
@@ -63,6 +65,7 @@ impl BallotLeaderElection {
             now: 0,
             last_reply: vec![0; peers.len()],
             window,
+            heard_this_round: vec![false; peers.len()],
             outgoing: Vec::new(),
             peers,
         }
@@ -86,6 +89,13 @@ impl BallotLeaderElection {
     /// Advances time by one tick.
     pub fn tick(&mut self) {
         self.now += 1;
+    }
+
+    /// Notes that a message (of any kind) arrived from `pid`.
+    pub fn heard_from(&mut self, pid: NodeId) {
+        if let Some(i) = self.peers.iter().position(|&p| p == pid) {
+            self.heard_this_round[i] = true;
+        }
     }
 
     /// Whether a majority (this server included) replied within the last `window` ticks.
@@ -112,13 +122,9 @@ impl BallotLeaderElection {
 
     /// Follows `b` (a ballot the replication layer has promised) until the next round shows
     /// whether its owner is alive and quorum-connected.
-    /// Returns whether the leader changed.
-    pub fn follow(&mut self, b: Ballot) -> bool {
+    pub fn follow(&mut self, b: Ballot) {
         if self.leader.map_or(true, |l| b > l) {
             self.leader = Some(b);
-            true
-        } else {
-            false
         }
     }
 
@@ -131,8 +137,10 @@ impl BallotLeaderElection {
         self.current_ballot
     }
 
-    /// Ends the current heartbeat round and starts the next one. Returns the new leader's
-    /// ballot when the leader changed.
+    /// Ends the current heartbeat round and starts the next one. Returns the leader this
+    /// server follows after the round (`None` before the first round has completed, or when
+    /// no leader is known); the caller acts on it every round, which also repairs any
+    /// disagreement between the election and the replication layer.
     ///
     /// `promised` is the highest ballot the replication layer has promised. A server that
     /// promised a ballot higher than the leader it follows treats that ballot as its leader:
@@ -141,17 +149,18 @@ impl BallotLeaderElection {
     /// it. Without this, servers that promised a vanished higher ballot would ignore the
     /// leader everyone elects, and nothing would be decided.
     pub fn hb_timeout(&mut self, promised: Ballot) -> Option<Ballot> {
-        let followed = promised.pid != 0 && self.follow(promised);
-        let changed = if self.round > 0 {
-            self.check_leader()
+        let completed = self.round > 0;
+        if completed {
+            if promised.pid != 0 {
+                self.follow(promised);
+            }
+            self.check_leader();
+        }
+        self.start_round();
+        if completed {
+            self.leader
         } else {
             None
-        };
-        self.start_round();
-        match changed {
-            Some(b) => Some(b),
-            None if followed => self.leader,
-            None => None,
         }
     }
 
@@ -209,13 +218,14 @@ impl BallotLeaderElection {
     fn start_round(&mut self) {
         self.round = self.round.wrapping_add(1).max(1);
         self.replies.clear();
+        self.heard_this_round.iter_mut().for_each(|h| *h = false);
         for i in 0..self.peers.len() {
             let p = self.peers[i];
             self.send(p, BleMessage::HeartbeatRequest { round: self.round });
         }
     }
 
-    fn check_leader(&mut self) -> Option<Ballot> {
+    fn check_leader(&mut self) {
         self.quorum_connected =
             self.replies.len() + 1 >= self.majority && self.quorum_connected_now();
         let mut top: Option<Ballot> = None;
@@ -239,20 +249,25 @@ impl BallotLeaderElection {
                 top = Some(b);
             }
         }
+        if let Some(l) = self.leader {
+            // A leader that sent no reply this round but was heard from otherwise (a
+            // Prepare or AcceptDecide, say) is not presumed gone: its heartbeats may just be
+            // late, e.g. right after a link came back.
+            let replied = self.replies.iter().any(|r| r.from == l.pid);
+            if !replied && l.pid != self.pid {
+                if let Some(i) = self.peers.iter().position(|&p| p == l.pid) {
+                    leader_alive |= self.heard_this_round[i];
+                }
+            }
+        }
         match (self.leader, top) {
-            (None, Some(t)) => {
-                self.leader = Some(t);
-                Some(t)
-            }
-            (Some(l), Some(t)) if t > l => {
-                self.leader = Some(t);
-                Some(t)
-            }
+            (None, Some(t)) => self.leader = Some(t),
+            (Some(l), Some(t)) if t > l => self.leader = Some(t),
             (Some(l), _) if !leader_alive && self.quorum_connected => {
                 // The leader is gone or lost its quorum: take over with a higher ballot.
-                Some(self.take_over_above(l))
+                self.take_over_above(l);
             }
-            _ => None,
+            _ => {}
         }
     }
 

@@ -51,8 +51,8 @@ pub struct Config {
     pub election_tick_timeout: u64,
     /// Ticks after which unanswered messages are sent again.
     pub resend_tick_timeout: u64,
-    /// How many proposals may wait (for a leader, or for the leader to take them) before
-    /// `append` is refused with a buffer-full error.
+    /// How many proposals may wait (for a leader, for the leader to take them, or at the
+    /// leader to be decided) before `append` is refused with a buffer-full error.
     pub buffer_size: usize,
     /// The leader sends accumulated entries when this many are waiting (they are also sent
     /// whenever outgoing messages are taken).
@@ -84,6 +84,29 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Loads a configuration from a HOCON file (see [`hocon`](self::hocon) for the keys);
+    /// the seed's `OmniPaxosConfig::with_hocon`.
+    pub fn with_hocon_file(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
+        hocon::from_file(path.as_ref())
+    }
+
+    /// Loads a configuration from HOCON text.
+    pub fn with_hocon_str(text: &str) -> Result<Config, ConfigError> {
+        hocon::from_str(text)
+    }
+
+    /// Builds a node on `storage` (the seed's `config.build(storage)`); after a restart on
+    /// persistent storage call [`crate::OmniPaxos::fail_recovery`] next.
+    pub fn build(self, storage: Box<dyn crate::Storage>) -> crate::Result<crate::OmniPaxos> {
+        crate::OmniPaxos::new(self, storage)
+    }
+
+    /// Opens the storage this configuration names and builds a node on it.
+    pub fn build_with_configured_storage(self) -> crate::Result<crate::OmniPaxos> {
+        let storage = crate::storage::open(&self.storage)?;
+        self.build(storage)
+    }
+
     /// Checks everything a user can get wrong; the error names the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.pid == 0 {
@@ -185,6 +208,18 @@ mod tests {
             peers: vec![1, 3],
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn seed_flow_hocon_then_build() {
+        let c = Config::with_hocon_str(
+            r#"{ config_id: 1, pid: 2, peers: [1, 3], log_file_path: "/omnipaxos/logs" }"#,
+        )
+        .unwrap();
+        assert_eq!((c.config_id, c.pid, c.peers.clone()), (1, 2, vec![1, 3]));
+        let mut node = c.build(Box::new(crate::MemoryStorage::new())).unwrap();
+        node.fail_recovery().unwrap();
+        assert_eq!(node.decided_idx().unwrap(), 0);
     }
 
     #[test]

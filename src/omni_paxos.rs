@@ -82,7 +82,8 @@ impl OmniPaxos {
     /// Appends an entry (the bytes are copied). At the leader it goes into the next batch;
     /// at a follower it is forwarded to the leader and re-sent until the leader takes it;
     /// while no leader is known it waits in a buffer of `buffer_size` entries. Fails with
-    /// `BufferFull` when that buffer is full and `Stopped` after a StopSign.
+    /// `BufferFull` when that buffer is full (at the leader: when `buffer_size` entries wait
+    /// to be decided) and `Stopped` after a StopSign.
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
         self.sp.append(entry)
     }
@@ -96,6 +97,7 @@ impl OmniPaxos {
         if !self.config.peers.contains(&msg.from) {
             return Err(Error::UnknownSender(msg.from));
         }
+        self.ble.heard_from(msg.from);
         match msg.body {
             Body::Ble(b) => {
                 self.ble.handle(msg.from, b);
@@ -155,9 +157,7 @@ impl OmniPaxos {
     pub fn tick(&mut self) -> Result<()> {
         if !self.ble.started() {
             // The first tick starts heartbeat round 1 at once.
-            if let Some(b) = self.ble.hb_timeout(self.sp.promise()) {
-                self.on_leader(b);
-            }
+            self.ble.hb_timeout(self.sp.promise());
         }
         self.ticks += 1;
         self.ble.tick();
@@ -190,7 +190,7 @@ impl OmniPaxos {
             Err(promised) => {
                 // Elected, but a higher ballot was promised to another server: follow that
                 // one for now. If the next round shows it gone, this server takes over.
-                let _ = self.ble.follow(promised);
+                self.ble.follow(promised);
                 let _ = self.sp.handle_leader(promised);
             }
         }

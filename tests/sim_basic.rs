@@ -165,3 +165,41 @@ fn proposals_without_a_leader_are_buffered_then_refused() {
     c.run_until(5 * ELECTION, |c| c.max_decided() >= 10)
         .expect("buffered proposals decided");
 }
+
+#[test]
+fn a_leader_cut_off_from_its_followers_refuses_proposals_after_buffer_size() {
+    let mut c = Cluster::with_config(
+        3,
+        13,
+        |p| if p == 1 { 10 } else { 0 },
+        |cfg| cfg.buffer_size = 50,
+    );
+    c.elect(3 * ELECTION).expect("leader");
+    assert_eq!(c.accepting_leader(), Some(1));
+    c.cut_link(1, 2);
+    c.cut_link(1, 3);
+    let mut accepted = 0;
+    let refused = loop {
+        match c.propose(1) {
+            Ok(()) => accepted += 1,
+            Err(e) => break e,
+        }
+        if accepted % 10 == 0 {
+            c.step();
+        }
+        assert!(
+            accepted <= 50,
+            "the cut-off leader kept accepting proposals"
+        );
+    };
+    assert!(matches!(
+        refused,
+        omnipaxos::Error::BufferFull { capacity: 50 }
+    ));
+    // The others elect a new leader and carry on.
+    c.run_until(6 * ELECTION, |c| {
+        c.agreed_leader()
+            .is_some_and(|b| b.pid != 1 && c.node(b.pid).is_accepting_leader())
+    })
+    .expect("a new leader among 2 and 3");
+}

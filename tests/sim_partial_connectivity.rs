@@ -180,6 +180,7 @@ fn chained_at(phase: u64) -> u64 {
     let target = c.max_decided();
     c.run_until(6 * ELECTION, |c| c.node(B).decided_idx().unwrap() >= target)
         .expect("B catches up after healing");
-    assert_eq!(c.node(B).leader().unwrap().0, C);
+    let states: Vec<_> = (1..=3).map(|p| c.node(p).debug_state()).collect();
+    assert_eq!(c.node(B).leader().unwrap().0, C, "{}", states.join("\n"));
     longest_gap
 }

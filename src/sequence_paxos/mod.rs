@@ -293,6 +293,15 @@ impl SequencePaxos {
         }
         match (self.role, self.phase) {
             (Role::Leader, Phase::Accept) => {
+                // Flow control: at most `buffer_size` entries wait to be decided. This also
+                // bounds what a leader cut off from its followers (one that does not know it
+                // was replaced) accepts before it starts refusing.
+                let undecided = (self.log_len - self.decided_idx) as usize + self.batch.len();
+                if undecided >= self.limits.buffer_size {
+                    return Err(Error::BufferFull {
+                        capacity: self.limits.buffer_size,
+                    });
+                }
                 self.batch.push(entry);
                 if self.batch.len() >= self.limits.batch_size {
                     self.flush_batch()?;

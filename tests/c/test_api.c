@@ -446,12 +446,8 @@ static void test_persistent_storage(void) {
              tmpdir);
     omnipaxos_node *node = NULL;
     omnipaxos_result rc = node_from(text, &node);
-    /* Until persistent storage lands the library answers STORAGE_IO ("not supported yet"). */
-    CHECK(rc == OMNIPAXOS_OK || rc == OMNIPAXOS_ERR_STORAGE_IO);
-    if (rc != OMNIPAXOS_OK) {
-        printf("note: persistent storage not available: %s\n", last_err());
-        return;
-    }
+    CHECK_RC(rc, OMNIPAXOS_OK);
+    if (rc != OMNIPAXOS_OK) return;
     omnipaxos_node *second = NULL;
     CHECK_RC(node_from(text, &second), OMNIPAXOS_ERR_STORAGE_LOCKED);
     CHECK(second == NULL);

@@ -207,6 +207,16 @@ pub const RESEND: u64 = 3;
 impl Cluster {
     /// `n` nodes with pids 1..=n; `priority(pid)` sets leader priorities.
     pub fn new(n: u64, seed: u64, priority: impl Fn(NodeId) -> u32) -> Self {
+        Self::with_config(n, seed, priority, |_| {})
+    }
+
+    /// Like [`Cluster::new`], with `tweak` applied to every node's configuration.
+    pub fn with_config(
+        n: u64,
+        seed: u64,
+        priority: impl Fn(NodeId) -> u32,
+        tweak: impl Fn(&mut Config),
+    ) -> Self {
         let mut c = Cluster {
             n,
             nodes: BTreeMap::new(),
@@ -242,6 +252,8 @@ impl Cluster {
                 batch_size: 1000,
                 ..Config::default()
             };
+            let mut config = config;
+            tweak(&mut config);
             c.configs.insert(pid, config);
             c.storages.insert(pid, SimStorage::default());
             c.start(pid, false);

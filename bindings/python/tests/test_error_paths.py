@@ -233,13 +233,8 @@ def persistent_config(path: Path, pid: int = 1) -> str:
     return node_config(pid=pid, storage=f'{{ type = persistent, path = "{path}" }}')
 
 
-def open_persistent_or_skip(path: Path) -> OmniPaxos:
-    try:
-        return OmniPaxos.from_hocon_str(persistent_config(path))
-    except omnipaxos.StorageError as e:
-        if "not supported yet" in str(e):
-            pytest.skip(f"persistent storage is not in this build yet: {e}")
-        raise
+def open_persistent(path: Path) -> OmniPaxos:
+    return OmniPaxos.from_hocon_str(persistent_config(path))
 
 
 def test_unwritable_storage_path(tmp_path: Path) -> None:
@@ -251,7 +246,7 @@ def test_unwritable_storage_path(tmp_path: Path) -> None:
 
 
 def test_storage_locked(tmp_path: Path) -> None:
-    first = open_persistent_or_skip(tmp_path / "store")
+    first = open_persistent(tmp_path / "store")
     try:
         with pytest.raises(omnipaxos.StorageLockedError) as info:
             OmniPaxos.from_hocon_str(persistent_config(tmp_path / "store"))
@@ -264,7 +259,7 @@ def test_storage_locked(tmp_path: Path) -> None:
 
 
 def test_persistent_node_recovers_its_log(tmp_path: Path) -> None:
-    open_persistent_or_skip(tmp_path / "probe").close()
+    open_persistent(tmp_path / "probe").close()
     c = LocalCluster(
         per_node=lambda pid: {"storage": {"type": "persistent", "path": str(tmp_path / f"node{pid}")}}
     )

@@ -148,14 +148,7 @@ class KVNode:
             return omnipaxos.OmniPaxos.from_config(config), "memory"
         path = Path(args.data_dir) / f"node{self.pid}"
         persistent = {**config, "storage": {"type": "persistent", "path": str(path)}}
-        try:
-            return omnipaxos.OmniPaxos.from_config(persistent), f"persistent at {path}"
-        except omnipaxos.StorageError as e:
-            if "not supported yet" not in str(e):
-                raise
-        # Temporary: persistent storage has not landed in this build yet.
-        self.log("persistent storage is not supported yet in this build: FALLING BACK to memory storage")
-        return omnipaxos.OmniPaxos.from_config(config), "memory (fallback)"
+        return omnipaxos.OmniPaxos.from_config(persistent), f"persistent at {path}"
 
     # -- selector plumbing --------------------------------------------------------------
 
