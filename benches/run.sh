@@ -9,7 +9,8 @@
 #
 # Builds what it needs (cargo build --release, the peer, the C programs) and installs its
 # Python packages into its own venv (benches/.venv). Not part of the test suite. Prints the
-# tables and writes benches/results/{summary.md,latest.jsonl,scaling.png}.
+# tables and writes benches/results/{summary.md,latest.jsonl,scaling.png} (benches/results/quick/
+# for --quick).
 # OMNIPAXOS_REPO=/path benchmarks another checkout's library, header and Python binding.
 set -euo pipefail
 
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
         --quick) ARGS+=(--quick) ;;
         --sections) ARGS+=(--sections "$2"); shift ;;
         --runs) ARGS+=(--runs "$2"); shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -50,6 +51,9 @@ if ! "$VENV/bin/python" -c 'import pysyncobj, matplotlib, importlib.metadata as 
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pysyncobj==0.3.17 matplotlib
 fi
 
+# A --quick run writes to results/quick/ so that it never replaces the full run's results.
+OUT="$BENCHES/results"
+case " ${ARGS[*]+"${ARGS[*]}"} " in *" --quick "*) OUT="$BENCHES/results/quick" ;; esac
 exec "$VENV/bin/python" "$BENCHES/bench.py" --repo "$REPO" --lib-dir "$LIB_DIR" \
     --bin-dir "$BIN_DIR" --peer "$PEER_DIR/target/release/omnipaxos-peer-bench" \
-    --out-dir "$BENCHES/results" "${ARGS[@]+"${ARGS[@]}"}"
+    --out-dir "$OUT" "${ARGS[@]+"${ARGS[@]}"}"
