@@ -317,6 +317,32 @@ enum omnipaxos_result omnipaxos_append(struct omnipaxos_node *node,
                                        size_t len);
 
 /**
+ * Appends `count` entries in one call: entry `i` is the next `lens[i]` bytes of `data`
+ * (the entries lie back to back, `data` holds `lens[0] + ... + lens[count-1]` bytes). The
+ * bytes are copied. The same as calling `omnipaxos_append` for each entry in order, for the
+ * cost of one call (one lock, one boundary crossing): use it for bursts of small entries.
+ *
+ * `*appended` (when `appended` is not NULL) receives how many entries were taken: `count`
+ * on success, fewer when the proposal buffer filled up part-way (then the call returns
+ * `OMNIPAXOS_ERR_BUFFER_FULL` and the entries from `*appended` on were not taken; retry
+ * them later). On any other error nothing was taken and `*appended` is not written.
+ *
+ * Errors: as `omnipaxos_append`; `OMNIPAXOS_ERR_NULL_PARAMETER` when `node` is NULL, or
+ * `data`/`lens` is NULL with a non-zero size; `OMNIPAXOS_ERR_INVALID_ARGUMENT` when an
+ * entry is longer than `max_message_bytes` or the lengths overflow. Thread-safe.
+ *
+ * # Safety
+ * `node` is NULL or a live node; `data` is NULL or points to the sum of `lens` readable
+ * bytes; `lens` is NULL or points to `count` readable `size_t`; `appended` is NULL or
+ * valid for a write.
+ */
+enum omnipaxos_result omnipaxos_append_batch(struct omnipaxos_node *node,
+                                             const uint8_t *data,
+                                             const size_t *lens,
+                                             size_t count,
+                                             size_t *appended);
+
+/**
  * Hands the node one message received from another node: the `len` bytes at `msg`, exactly
  * as the sender's `omnipaxos_take_outgoing` produced them. Afterwards, call
  * `omnipaxos_take_outgoing` and send what it returns.
@@ -554,6 +580,29 @@ enum omnipaxos_result omnipaxos_entries_get(const struct omnipaxos_entries *entr
                                             const uint8_t **data,
                                             size_t *len,
                                             enum omnipaxos_entry_kind *kind);
+
+/**
+ * The whole list at once: `*data` receives the bytes of all its entries back to back
+ * (`*data_len` bytes in all) and `*ends` an array of `omnipaxos_entries_count(entries)`
+ * end offsets: element `i` is the bytes `data[ends[i-1] .. ends[i]]` (with `ends[-1] = 0`).
+ * One call instead of one `omnipaxos_entries_get` per entry, for bindings and bulk readers.
+ * StopSign and trimmed elements have no bytes. The kinds are as `omnipaxos_entries_get`
+ * reports them (for `omnipaxos_read_decided_suffix`, all decided).
+ *
+ * The pointers belong to the list and stay valid until `omnipaxos_entries_free(entries)`.
+ * For an empty list `*data_len` is 0 and the pointers are valid but must not be read.
+ *
+ * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` when any parameter is NULL; nothing is written on
+ * error. Thread-safe (the list is immutable).
+ *
+ * # Safety
+ * `entries` is NULL or a live list; `data`, `data_len` and `ends` are NULL or valid for a
+ * write of their type.
+ */
+enum omnipaxos_result omnipaxos_entries_contiguous(const struct omnipaxos_entries *entries,
+                                                   const uint8_t **data,
+                                                   size_t *data_len,
+                                                   const uint64_t **ends);
 
 /**
  * Frees a list and the bytes of its entries. NULL is allowed (does nothing). The list and

@@ -5,13 +5,43 @@ use serde::{Deserialize, Serialize};
 
 /// A sequence of opaque entries stored back to back.
 ///
-/// Entry `i` is `data[ends[i-1]..ends[i]]` (with `ends[-1] = 0`).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Entry `i` is `data[ends[i-1]..ends[i]]` (with `ends[-1] = 0`). On the wire (serde) it is
+/// the bytes as one byte string and the entry *lengths* (small varints), validated when
+/// decoded: the lengths must add up to the byte count.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "EntriesRaw")]
 pub struct Entries {
-    #[serde(with = "bytes_field")]
     data: Vec<u8>,
     ends: Vec<u64>,
+}
+
+impl Serialize for Entries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Bytes<'a>(&'a [u8]);
+        impl Serialize for Bytes<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(self.0)
+            }
+        }
+        struct Lens<'a>(&'a [u64]);
+        impl Serialize for Lens<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeSeq;
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                let mut prev = 0;
+                for &e in self.0 {
+                    seq.serialize_element(&(e - prev))?;
+                    prev = e;
+                }
+                seq.end()
+            }
+        }
+        let mut st = s.serialize_struct("Entries", 2)?;
+        st.serialize_field("data", &Bytes(&self.data))?;
+        st.serialize_field("lens", &Lens(&self.ends))?;
+        st.end()
+    }
 }
 
 /// The unchecked shape of [`Entries`] on the wire; converted with validation.
@@ -19,13 +49,20 @@ pub struct Entries {
 struct EntriesRaw {
     #[serde(with = "bytes_field")]
     data: Vec<u8>,
-    ends: Vec<u64>,
+    lens: Vec<u64>,
 }
 
 impl TryFrom<EntriesRaw> for Entries {
     type Error = &'static str;
     fn try_from(r: EntriesRaw) -> Result<Self, Self::Error> {
-        Entries::from_parts(r.data, r.ends).ok_or("entry offsets do not match the entry bytes")
+        const BAD: &str = "entry lengths do not add up to the entry bytes";
+        let mut ends = r.lens;
+        let mut total = 0u64;
+        for e in &mut ends {
+            total = total.checked_add(*e).ok_or(BAD)?;
+            *e = total;
+        }
+        Entries::from_parts(r.data, ends).ok_or(BAD)
     }
 }
 
@@ -190,14 +227,9 @@ impl Entries {
     }
 }
 
-/// Serializes a `Vec<u8>` as one byte string (a length and a memcpy) instead of a sequence
-/// of integers.
+/// Reads a `Vec<u8>` written as one byte string (a length and a memcpy).
 mod bytes_field {
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(v)
-    }
+    use serde::Deserializer;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
         struct V;

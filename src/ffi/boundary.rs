@@ -408,6 +408,40 @@ pub(crate) unsafe fn try_slice<'a>(
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
+/// Borrows `(ptr, count)` as a slice of `T`. `ptr` may be NULL only when `count == 0`.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `count` readable, initialised, aligned values of `T` that
+/// stay unchanged for `'a`.
+pub(crate) unsafe fn try_array<'a, T>(
+    ptr: *const T,
+    count: usize,
+    name: &str,
+) -> Result<&'a [T], Failure> {
+    if ptr.is_null() {
+        return if count == 0 {
+            Ok(&[])
+        } else {
+            Err(Failure::new(
+                OMNIPAXOS_ERR_NULL_PARAMETER,
+                format!("parameter `{name}` is NULL but its count is {count}"),
+            ))
+        };
+    }
+    if count.saturating_mul(std::mem::size_of::<T>()) > isize::MAX as usize {
+        return Err(Failure::invalid(format!(
+            "parameter `{name}`: a count of {count} cannot be valid"
+        )));
+    }
+    if (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Failure::invalid(format!(
+            "parameter `{name}` is not aligned for its type"
+        )));
+    }
+    // SAFETY: non-NULL, aligned, size checked, and the caller guarantees `count` values.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
+}
+
 /// Borrows a NUL-terminated C string as UTF-8 text.
 ///
 /// # Safety

@@ -140,6 +140,46 @@ pub unsafe extern "C" fn omnipaxos_entries_get(
     })
 }
 
+/// The whole list at once: `*data` receives the bytes of all its entries back to back
+/// (`*data_len` bytes in all) and `*ends` an array of `omnipaxos_entries_count(entries)`
+/// end offsets: element `i` is the bytes `data[ends[i-1] .. ends[i]]` (with `ends[-1] = 0`).
+/// One call instead of one `omnipaxos_entries_get` per entry, for bindings and bulk readers.
+/// StopSign and trimmed elements have no bytes. The kinds are as `omnipaxos_entries_get`
+/// reports them (for `omnipaxos_read_decided_suffix`, all decided).
+///
+/// The pointers belong to the list and stay valid until `omnipaxos_entries_free(entries)`.
+/// For an empty list `*data_len` is 0 and the pointers are valid but must not be read.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` when any parameter is NULL; nothing is written on
+/// error. Thread-safe (the list is immutable).
+///
+/// # Safety
+/// `entries` is NULL or a live list; `data`, `data_len` and `ends` are NULL or valid for a
+/// write of their type.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_entries_contiguous(
+    entries: *const omnipaxos_entries,
+    data: *mut *const u8,
+    data_len: *mut usize,
+    ends: *mut *const u64,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (list, data, data_len, ends) = unsafe {
+            (
+                try_ref(entries, "entries")?,
+                try_out(data, "data")?,
+                try_out(data_len, "data_len")?,
+                try_out(ends, "ends")?,
+            )
+        };
+        data.set(list.entries.data().as_ptr());
+        data_len.set(list.entries.byte_len());
+        ends.set(list.entries.ends().as_ptr());
+        Ok(())
+    })
+}
+
 /// Frees a list and the bytes of its entries. NULL is allowed (does nothing). The list and
 /// every pointer `omnipaxos_entries_get` returned for it must not be used afterwards.
 ///

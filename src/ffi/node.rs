@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use super::boundary::{
-    call, free_box, guard, omnipaxos_result, to_boxed_ptr, try_out, try_out_opt, try_ref,
-    try_slice, try_str, Boxed, Castable, Failure,
+    call, free_box, guard, omnipaxos_result, to_boxed_ptr, try_array, try_out, try_out_opt,
+    try_ref, try_slice, try_str, Boxed, Castable, Failure,
 };
 use super::entries::{omnipaxos_entries, omnipaxos_entry_kind, EntryList, Kinds};
 use crate::config::{hocon, Config};
@@ -349,6 +349,81 @@ pub unsafe extern "C" fn omnipaxos_append(
         }?;
         node.with(|s| s.paxos.append(entry))
     })
+}
+
+/// Appends `count` entries in one call: entry `i` is the next `lens[i]` bytes of `data`
+/// (the entries lie back to back, `data` holds `lens[0] + ... + lens[count-1]` bytes). The
+/// bytes are copied. The same as calling `omnipaxos_append` for each entry in order, for the
+/// cost of one call (one lock, one boundary crossing): use it for bursts of small entries.
+///
+/// `*appended` (when `appended` is not NULL) receives how many entries were taken: `count`
+/// on success, fewer when the proposal buffer filled up part-way (then the call returns
+/// `OMNIPAXOS_ERR_BUFFER_FULL` and the entries from `*appended` on were not taken; retry
+/// them later). On any other error nothing was taken and `*appended` is not written.
+///
+/// Errors: as `omnipaxos_append`; `OMNIPAXOS_ERR_NULL_PARAMETER` when `node` is NULL, or
+/// `data`/`lens` is NULL with a non-zero size; `OMNIPAXOS_ERR_INVALID_ARGUMENT` when an
+/// entry is longer than `max_message_bytes` or the lengths overflow. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `data` is NULL or points to the sum of `lens` readable
+/// bytes; `lens` is NULL or points to `count` readable `size_t`; `appended` is NULL or
+/// valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_append_batch(
+    node: *mut omnipaxos_node,
+    data: *const u8,
+    lens: *const usize,
+    count: usize,
+    appended: *mut usize,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, lens, appended) = unsafe {
+            (
+                try_ref(node, "node")?,
+                try_array(lens, count, "lens")?,
+                try_out_opt(appended),
+            )
+        };
+        let max = node.max_message_bytes;
+        let mut total = 0usize;
+        for (i, &len) in lens.iter().enumerate() {
+            if len > max {
+                return Err(Failure::invalid(format!(
+                    "entry {i} of {len} bytes can never be sent: max_message_bytes is {max}"
+                )));
+            }
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| Failure::invalid("the entry lengths overflow"))?;
+        }
+        // SAFETY: forwarded contract (`data` holds `total` bytes).
+        let bytes = unsafe { try_slice(data, total, "data", usize::MAX, |_| unreachable_len()) }?;
+        let mut taken = 0usize;
+        let result = node.with(|s| {
+            let mut at = 0usize;
+            for &len in lens {
+                s.paxos.append(&bytes[at..at + len])?;
+                at += len;
+                taken += 1;
+            }
+            Ok(())
+        });
+        match (&result, appended) {
+            (Ok(()), Some(out)) => out.set(taken),
+            (Err(f), Some(out)) if f.code == omnipaxos_result::OMNIPAXOS_ERR_BUFFER_FULL => {
+                out.set(taken)
+            }
+            _ => {}
+        }
+        result
+    })
+}
+
+/// `try_slice`'s length callback for a length that was already checked.
+fn unreachable_len() -> Failure {
+    Failure::invalid("the entries are too large")
 }
 
 /// Hands the node one message received from another node: the `len` bytes at `msg`, exactly

@@ -551,6 +551,67 @@ static void test_buffer_full(void) {
     omnipaxos_node_free(node);
 }
 
+/* omnipaxos_append_batch and omnipaxos_entries_contiguous. */
+static void test_batch_and_contiguous(void) {
+    /* Bad input, and a buffer that fills part-way. */
+    omnipaxos_node *lone = node_new(1, 1, "[2, 3]", "buffer_size = 3");
+    const uint8_t bytes[] = "aabbbcdddd";
+    const size_t lens[] = {2, 3, 1, 4, 0};
+    size_t appended = 777;
+    CHECK_RC(omnipaxos_append_batch(NULL, bytes, lens, 5, &appended), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_append_batch(lone, bytes, NULL, 5, &appended), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_append_batch(lone, NULL, lens, 5, &appended), OMNIPAXOS_ERR_NULL_PARAMETER);
+    const size_t huge[] = {SIZE_MAX, 2};
+    CHECK_RC(omnipaxos_append_batch(lone, bytes, huge, 2, &appended), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+    CHECK(appended == 777);
+    CHECK_RC(omnipaxos_append_batch(lone, NULL, NULL, 0, &appended), OMNIPAXOS_OK);
+    CHECK(appended == 0);
+    CHECK_RC(omnipaxos_append_batch(lone, bytes, lens, 5, &appended), OMNIPAXOS_ERR_BUFFER_FULL);
+    CHECK(appended == 3);
+    CHECK_RC(omnipaxos_append_batch(lone, bytes, lens, 5, NULL), OMNIPAXOS_ERR_BUFFER_FULL);
+    omnipaxos_node_free(lone);
+
+    /* A batch through a cluster, read back in one piece. */
+    cluster c;
+    cluster_init(&c, 3, NULL);
+    uint64_t leader = elect(&c);
+    REQUIRE(leader != 0);
+    omnipaxos_node *fn = cluster_find(&c, leader == 1 ? 2 : 1);
+    enum { K = 200 };
+    static uint8_t data[K * 8];
+    static size_t blens[K];
+    size_t total = 0;
+    for (int i = 0; i < K; i++) {
+        int n = snprintf((char *)data + total, 9, "b-%d", i);
+        blens[i] = (size_t)n;
+        total += (size_t)n;
+    }
+    CHECK_RC(omnipaxos_append_batch(fn, data, blens, K, &appended), OMNIPAXOS_OK);
+    CHECK(appended == K);
+    REQUIRE(run_until_decided(&c, K, 2000));
+    omnipaxos_entries *log = NULL;
+    CHECK_RC(omnipaxos_read_decided_suffix(fn, 0, &log), OMNIPAXOS_OK);
+    const uint8_t *all = NULL;
+    size_t all_len = 0;
+    const uint64_t *ends = NULL;
+    CHECK_RC(omnipaxos_entries_contiguous(log, &all, &all_len, &ends), OMNIPAXOS_OK);
+    CHECK(omnipaxos_entries_count(log) == K && all_len == total);
+    CHECK(memcmp(all, data, total) == 0);
+    uint64_t prev = 0;
+    int ok = 1;
+    for (int i = 0; i < K; i++) {
+        ok &= ends[i] - prev == blens[i];
+        prev = ends[i];
+    }
+    CHECK(ok);
+    CHECK_RC(omnipaxos_entries_contiguous(NULL, &all, &all_len, &ends), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_entries_contiguous(log, NULL, &all_len, &ends), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_entries_contiguous(log, &all, NULL, &ends), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_entries_contiguous(log, &all, &all_len, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
+    omnipaxos_entries_free(log);
+    cluster_free(&c);
+}
+
 static void test_bad_messages(void) {
     cluster c;
     cluster_init(&c, 3, "max_message_bytes = 4096");
@@ -862,6 +923,7 @@ int main(void) {
     test_persistent_storage();
     test_null_parameters();
     test_buffer_full();
+    test_batch_and_contiguous();
     test_bad_messages();
     test_cluster();
     test_threads();

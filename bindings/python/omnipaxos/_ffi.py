@@ -82,6 +82,11 @@ SIGNATURES: List[Tuple[str, Any, List[Any]]] = [
     ("omnipaxos_node_from_hocon_str", c_result, [c_char_p, c_size_t, POINTER(NodePtr)]),
     ("omnipaxos_node_free", None, [NodePtr]),
     ("omnipaxos_append", c_result, [NodePtr, c_char_p, c_size_t]),
+    (
+        "omnipaxos_append_batch",
+        c_result,
+        [NodePtr, c_char_p, POINTER(c_size_t), c_size_t, POINTER(c_size_t)],
+    ),
     ("omnipaxos_handle_incoming", c_result, [NodePtr, c_char_p, c_size_t]),
     (
         "omnipaxos_take_outgoing",
@@ -104,6 +109,11 @@ SIGNATURES: List[Tuple[str, Any, List[Any]]] = [
         "omnipaxos_entries_get",
         c_result,
         [EntriesPtr, c_size_t, POINTER(c_void_p), POINTER(c_size_t), POINTER(c_entry_kind)],
+    ),
+    (
+        "omnipaxos_entries_contiguous",
+        c_result,
+        [EntriesPtr, POINTER(c_void_p), POINTER(c_size_t), POINTER(POINTER(c_uint64))],
     ),
     ("omnipaxos_entries_free", None, [EntriesPtr]),
     ("omnipaxos_leader", c_result, [NodePtr, POINTER(c_uint64), POINTER(CBallot)]),
