@@ -176,6 +176,32 @@ class Bench:
             "two programs' entries per CPU second (user + system) instead, which other load on "
             "this shared machine disturbs less.", "",
         ]
+        # The same cases through the bulk C calls (one append_batch per round, contiguous reads).
+        bulk: Dict[Tuple[int, int, int, int], List[dict]] = {c: [] for c in self.main_cases}
+        for i in range(self.runs):
+            for c in self.main_cases:
+                n, size, entries, rnd = c
+                cmd = [self.ours, "--nodes", str(n), "--size", str(size), "--entries",
+                       str(entries), "--round", str(rnd), "--bulk", "1"]
+                bulk[c].append(record("inproc-bulk", run_json(cmd), who="ours-bulk", run=i))
+        rows = []
+        for s, c in zip(self.main_summary, self.main_cases):
+            b_eps = med(bulk[c], "eps")
+            rows.append([
+                f"{c[0]} nodes x {size_label(c[1])} x {c[2]:,}",
+                fmt(b_eps) if b_eps else "failed: " + first_error(bulk[c]),
+                fmt(ratio(b_eps, s["ours_eps"]), 2, "x"), fmt(ratio(b_eps, s["peer_eps"]), 2, "x"),
+                fmt(ratio(med(bulk[c], "cpu_eps"), med(s["peer"], "cpu_eps")), 2, "x"),
+            ])
+        log("  bulk calls: " + "; ".join(f"{r[0]}: {r[1]}/s" for r in rows))
+        self.md += [
+            "### The same cases through the bulk C calls", "",
+            "`omnipaxos_append_batch` for each round of 1,000 and `omnipaxos_entries_contiguous` "
+            f"to read (median of {self.runs}); the peer has no bulk calls, its figures are the "
+            "ones above.", "",
+            table(["case", "libomnipaxos entries/s (bulk)", "vs one call per entry",
+                   "vs omnipaxos 0.2.4", "vs omnipaxos 0.2.4 by CPU time"], rows), "",
+        ]
         # Per-round cost against log length, from the largest 3-node 16 B case.
         s = self.main_summary[0]
         rows = []
@@ -236,25 +262,28 @@ class Bench:
                 [sys.executable, os.path.join(HERE, "python", "micro_binding.py")], env=dict(
                     env, PYTHONPATH=os.path.join(self.a.repo, "bindings", "python"))), run=i))
         mrow = [fmt(med(micro, k), 2) for k in
-                ("append_us", "lean_append_us", "read_us_per_entry", "lean_read_us_per_entry",
-                 "slice_us_per_entry")]
+                ("append_us", "append_many_us", "lean_append_us", "read_us_per_entry",
+                 "lean_read_us_per_entry", "slice_us_per_entry")]
         self.md += [
             "## Python across processes (3 processes on 127.0.0.1, replicated counter)", "",
             f"Median of {runs} runs each{'' if rc == 0 else ' (some runs failed)'}. "
             "libomnipaxos: the ctypes binding with a small TCP mesh (benches/python/transport.py); "
             "pysyncobj 0.3.17: `SyncObj` with a `@replicated` increment, its own transport. "
-            "The leader's process runs the load; an increment counts once it is applied there. "
+            "The leader's process runs the load (each refill of the window is one `append_many` "
+            "call); an increment counts once it is applied there. "
             "pysyncobj runs in both of its modes (batched = its default, and "
             "appendEntriesUseBatch=False), and the ratio is taken against its better figure.", "",
             table(["measurement", "libomnipaxos", "pysyncobj batched", "pysyncobj unbatched",
                    "ratio vs pysyncobj's best", "target", "verdict"], rows), "",
             "Where a libomnipaxos increment's time goes in Python (benches/python/micro_binding.py, "
             f"one process, three nodes, median of {runs}; microseconds per entry): the binding's "
-            "`append` and `read_decided`, the same C functions called straight from ctypes with "
-            "reused out-parameters, and slicing one contiguous buffer (the floor of a bulk read).",
+            "`append`, `append_many` (1,000 entries per call) and `read_decided`; `append` and a "
+            "per-entry `omnipaxos_entries_get` loop called straight from ctypes with reused "
+            "out-parameters; slicing one contiguous buffer (the floor of a bulk read).",
             "",
-            table(["append (binding)", "append (bare ctypes)", "read_decided per entry (binding)",
-                   "read per entry (bare ctypes)", "slice of one buffer per entry"], [mrow]), "",
+            table(["append (binding)", "append_many (binding)", "append (bare ctypes)",
+                   "read_decided per entry (binding)", "entries_get loop per entry (bare ctypes)",
+                   "slice of one buffer per entry"], [mrow]), "",
         ]
 
     def section_durable(self) -> None:

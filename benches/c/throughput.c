@@ -18,7 +18,9 @@
  *
  * Usage: throughput [--nodes N] [--size BYTES] [--entries COUNT] [--round R]
  *                   [--storage memory|persistent] [--dir DIR] [--sync always|never]
- *                   [--latency K] [--max-secs S]
+ *                   [--latency K] [--max-secs S] [--bulk 1]
+ * --bulk 1 appends each round with one omnipaxos_append_batch call and reads with
+ * omnipaxos_entries_contiguous instead of one call per entry.
  * --max-secs stops early (after the round or operation that passes S seconds) and reports
  * the entries or operations done by then: it bounds runs on a slow disk.
  * Prints one JSON line. Build: cc -O2 -Iinclude throughput.c -Ltarget/release -lomnipaxos
@@ -39,6 +41,7 @@
 
 static omnipaxos_node *nodes[MAX_NODES]; /* nodes[i] has pid i + 1 */
 static int n_nodes = 3;
+static int bulk = 0; /* --bulk: omnipaxos_append_batch and omnipaxos_entries_contiguous */
 static uint64_t messages = 0;
 
 static double now(void) {
@@ -103,6 +106,25 @@ static void read_new(const uint64_t *base, uint64_t *read) {
         omnipaxos_entries *e;
         TRY(omnipaxos_read_decided_suffix(nodes[i], read[i], &e));
         size_t count = omnipaxos_entries_count(e);
+        if (bulk && count) {
+            const uint8_t *data;
+            size_t data_len;
+            const uint64_t *ends;
+            TRY(omnipaxos_entries_contiguous(e, &data, &data_len, &ends));
+            uint64_t start = 0;
+            for (size_t k = 0; k < count; k++) {
+                uint64_t seq;
+                memcpy(&seq, data + start, sizeof seq);
+                if (ends[k] - start < 8 || seq != read[i] - base[i]) {
+                    fprintf(stderr, "throughput: node %d entry %llu is wrong\n", i + 1,
+                            (unsigned long long)read[i]);
+                    exit(1);
+                }
+                start = ends[k];
+                read[i]++;
+            }
+            count = 0;
+        }
         for (size_t k = 0; k < count; k++) {
             const uint8_t *data;
             size_t len;
@@ -155,6 +177,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--sync")) sync = v;
         else if (!strcmp(k, "--latency")) latency = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--max-secs")) max_secs = strtod(v, NULL);
+        else if (!strcmp(k, "--bulk")) bulk = atoi(v);
         else { fprintf(stderr, "throughput: unknown option %s\n", k); return 2; }
         a++;
     }
@@ -252,14 +275,27 @@ int main(int argc, char **argv) {
     } else {
         size_t rounds = total / round;
         double *round_end = malloc(rounds * sizeof *round_end);
-        if (!round_end) return 1;
+        uint8_t *batch = malloc(round * size);
+        size_t *lens = malloc(round * sizeof *lens);
+        if (!round_end || !batch || !lens) return 1;
+        memset(batch, 0xab, round * size);
+        for (size_t k = 0; k < round; k++) lens[k] = size;
         double c0 = cpu_now();
         double t0 = now();
         for (size_t r = 0; r < rounds; r++) {
-            for (size_t k = 0; k < round; k++) {
-                uint64_t seq = r * round + k;
-                memcpy(entry, &seq, sizeof seq);
-                TRY(omnipaxos_append(L, entry, size));
+            if (bulk) {
+                for (size_t k = 0; k < round; k++) {
+                    uint64_t seq = r * round + k;
+                    memcpy(batch + k * size, &seq, sizeof seq);
+                }
+                size_t taken = 0;
+                TRY(omnipaxos_append_batch(L, batch, lens, round, &taken));
+            } else {
+                for (size_t k = 0; k < round; k++) {
+                    uint64_t seq = r * round + k;
+                    memcpy(entry, &seq, sizeof seq);
+                    TRY(omnipaxos_append(L, entry, size));
+                }
             }
             deliver_until_quiet(-1, 0);
             read_new(base, read);
@@ -287,14 +323,16 @@ int main(int argc, char **argv) {
         double first = round_end[tenth - 1];
         double last = rounds > tenth ? secs - round_end[rounds - tenth - 1] : secs;
         double per = (double)(tenth * round);
-        printf("{\"impl\":\"libomnipaxos\",\"mode\":\"throughput\",\"nodes\":%d,\"size\":%zu,"
+        printf("{\"impl\":\"libomnipaxos\",\"mode\":\"throughput\",\"bulk\":%d,\"nodes\":%d,\"size\":%zu,"
                "\"storage\":\"%s\",\"entries\":%zu,\"round\":%zu,\"secs\":%.6f,\"eps\":%.1f,"
                "\"cpu_secs\":%.6f,\"cpu_eps\":%.1f,"
                "\"first10_eps\":%.1f,\"last10_eps\":%.1f,\"messages\":%llu,\"maxrss_kib\":%ld}\n",
-               n_nodes, size, storage, total, round, secs, (double)total / secs, cpu,
+               bulk, n_nodes, size, storage, total, round, secs, (double)total / secs, cpu,
                cpu > 0 ? (double)total / cpu : 0.0, per / first,
                per / last, (unsigned long long)messages, peak_rss_kib());
         free(round_end);
+        free(batch);
+        free(lens);
     }
     free(entry);
     for (int i = 0; i < n_nodes; i++) omnipaxos_node_free(nodes[i]);

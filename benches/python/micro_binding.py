@@ -1,7 +1,8 @@
 """Per-call costs of the Python binding on the counter benchmark's hot path (one process,
 three nodes, messages passed in memory). Explains where the cross-process figure goes:
 
-* ``append``: one ``OmniPaxos.append(b"\\x01")`` at the leader;
+* ``append``: one ``OmniPaxos.append(b"\\x01")`` at the leader; ``append_many``: the same
+  entries 1,000 per call;
 * ``read``: ``read_decided(from)`` per entry returned (the follower and leader apply path);
 * ``lean_append`` / ``lean_read``: the same through the existing C functions called straight
   from ctypes (``omnipaxos._ffi``) with reused out-parameters and no per-entry objects: what
@@ -92,6 +93,17 @@ def main() -> None:
         lean_entries += len(out)
     t_lean_read = time.perf_counter() - t0
 
+    # append_many: one call per round of ROUND entries (bindings that have it).
+    t_many = None
+    if hasattr(leader, "append_many"):
+        t_many = 0.0
+        burst = [b"\x01"] * ROUND
+        for _ in range(N // ROUND):
+            t0 = time.perf_counter()
+            leader.append_many(burst)
+            t_many += time.perf_counter() - t0
+            exchange()
+
     blob = b"\x01" * N
     t0 = time.perf_counter()
     parts = [blob[i : i + 1] for i in range(N)]
@@ -101,6 +113,7 @@ def main() -> None:
         json.dumps(
             {
                 "append_us": t_append / N * 1e6,
+                "append_many_us": None if t_many is None else t_many / N * 1e6,
                 "read_us_per_entry": t_read / max(1, read_entries) * 1e6,
                 "lean_append_us": t_lean_append / N * 1e6,
                 "lean_read_us_per_entry": t_lean_read / max(1, lean_entries) * 1e6,
