@@ -397,14 +397,24 @@ fn commit_without_changes_writes_nothing() {
     s.append_entries(&entries_of(&[b"a".to_vec()])).unwrap();
     s.set_promise(Ballot::new(1, 0, 1)).unwrap();
     s.commit().unwrap();
-    let ino = fs::metadata(d.path().join("state")).unwrap().ino();
+    let state = d.path().join("state");
+    let (bytes, ino) = (
+        fs::read(&state).unwrap(),
+        fs::metadata(&state).unwrap().ino(),
+    );
+    let syncs = PersistentStorage::debug_sync_calls();
     s.commit().unwrap();
     s.set_promise(Ballot::new(1, 0, 1)).unwrap(); // same value: nothing changed
     s.commit().unwrap();
-    assert_eq!(fs::metadata(d.path().join("state")).unwrap().ino(), ino);
+    assert_eq!(fs::read(&state).unwrap(), bytes);
+    assert_eq!(PersistentStorage::debug_sync_calls(), syncs);
     s.set_promise(Ballot::new(2, 0, 1)).unwrap();
     s.commit().unwrap();
-    assert_ne!(fs::metadata(d.path().join("state")).unwrap().ino(), ino);
+    // written in place: same file, same size, new bytes
+    let after = fs::read(&state).unwrap();
+    assert_ne!(after, bytes);
+    assert_eq!(after.len(), bytes.len());
+    assert_eq!(fs::metadata(&state).unwrap().ino(), ino);
     // many no-op commits are cheap
     let t = Instant::now();
     for _ in 0..100_000 {
@@ -466,6 +476,34 @@ fn entry_larger_than_a_segment_is_refused() {
     s.append_entries(&e).unwrap();
     s.commit().unwrap();
     assert_eq!(read_all(&s).len(), 2);
+}
+
+#[test]
+fn large_batches_of_small_entries_in_a_large_segment() {
+    // commitlog grows the index it writes through a memory map by half at most once per
+    // append (and panics past that): big batches must be cut to what it can take.
+    let d = TempDir::new("big-batches");
+    let mut s = open(d.path(), SyncPolicy::Never, 64 << 20);
+    let mut want = 0u64;
+    for n in [2000u64, 610, 1000, 1000, 5000, 20_000, 1, 100_000, 3] {
+        let e = entries_of(&vec![vec![0x11u8; 16]; n as usize]);
+        s.append_entries(&e).unwrap();
+        s.commit().unwrap();
+        want += n;
+        assert_eq!(s.log_len(), want);
+    }
+    let e = entries_of(&vec![Vec::new(); 300_000]);
+    s.append_entries(&e).unwrap();
+    s.commit().unwrap();
+    want += 300_000;
+    drop(s);
+    let s = open(d.path(), SyncPolicy::Never, 64 << 20);
+    assert_eq!(s.log_len(), want);
+    let mut out = Entries::new();
+    s.read_entries(want - 300_001, want - 299_999, &mut out)
+        .unwrap();
+    assert_eq!(out.get(0), Some(&[0x11u8; 16][..]));
+    assert_eq!(out.get(1), Some(&[][..]));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -532,7 +570,7 @@ fn unwritable_path_is_an_io_error() {
 }
 
 #[test]
-fn failed_state_write_is_retried_and_a_crash_replays_the_redo() {
+fn failed_record_write_is_retried_and_a_crash_replays_the_redo() {
     let d = TempDir::new("redo");
     let seg = 400;
     let items: Vec<Vec<u8>> = (0..30).map(|i| entry_bytes(i, 1)).collect();
@@ -541,8 +579,8 @@ fn failed_state_write_is_retried_and_a_crash_replays_the_redo() {
         let mut s = open(d.path(), SyncPolicy::Always, seg);
         s.append_entries(&entries_of(&items)).unwrap();
         s.commit().unwrap();
-        // an overwriting batch whose state write fails (state.tmp cannot be created)
-        fs::create_dir(d.path().join("state.tmp")).unwrap();
+        // an overwriting batch whose commit record write fails (torn)
+        s.debug_fail_record_writes(1);
         s.truncate(10).unwrap();
         s.append_entries(&entries_of(&new)).unwrap();
         s.set_accepted_round(Ballot::new(2, 0, 1)).unwrap();
@@ -552,7 +590,6 @@ fn failed_state_write_is_retried_and_a_crash_replays_the_redo() {
         assert_eq!(read_all(&s)[10..], new[..]);
         // "crash": drop without a successful commit
     }
-    fs::remove_dir(d.path().join("state.tmp")).unwrap();
     {
         let mut s = open(d.path(), SyncPolicy::Always, seg);
         assert!(!d.path().join("redo").exists());
@@ -561,17 +598,248 @@ fn failed_state_write_is_retried_and_a_crash_replays_the_redo() {
         assert_eq!(read_all(&s)[..10], items[..10]);
         assert_eq!(read_all(&s)[10..], new[..]);
         // a failed plain commit, then a successful retry
-        fs::create_dir(d.path().join("state.tmp")).unwrap();
+        s.debug_fail_record_writes(2);
         s.append_entries(&entries_of(&[b"z".to_vec()])).unwrap();
         assert!(s.commit().is_err());
         assert!(s.commit().is_err());
-        fs::remove_dir(d.path().join("state.tmp")).unwrap();
         s.commit().unwrap();
         assert_eq!(s.log_len(), 26);
     }
     let s = open(d.path(), SyncPolicy::Always, seg);
     assert_eq!(s.log_len(), 26);
     assert_eq!(read_all(&s)[25], b"z".to_vec());
+}
+
+#[test]
+fn a_torn_record_write_keeps_the_last_commit_and_the_retry_writes_the_same_slot() {
+    let d = TempDir::new("torn-record");
+    let state = d.path().join("state");
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, 4096);
+        s.append_entries(&entries_of(&[b"a".to_vec(), b"b".to_vec()]))
+            .unwrap();
+        s.set_promise(Ballot::new(1, 0, 1)).unwrap();
+        s.commit().unwrap();
+        let durable = fs::read(&state).unwrap();
+        s.append_entries(&entries_of(&[b"c".to_vec()])).unwrap();
+        s.set_promise(Ballot::new(2, 0, 1)).unwrap();
+        // two failed attempts, each tearing the slot it writes: never the current one
+        s.debug_fail_record_writes(2);
+        assert_eq!(s.commit().unwrap_err().kind, StorageErrorKind::Io);
+        assert_eq!(s.commit().unwrap_err().kind, StorageErrorKind::Io);
+        let torn = fs::read(&state).unwrap();
+        let half = durable.len() / 2;
+        let same = |k: usize| durable[k * half..(k + 1) * half] == torn[k * half..(k + 1) * half];
+        assert!(same(0) != same(1), "exactly one slot was written");
+        // crash
+    }
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, 4096);
+        assert_eq!(s.promise(), Ballot::new(1, 0, 1));
+        assert_eq!(read_all(&s), vec![b"a".to_vec(), b"b".to_vec()]);
+        s.append_entries(&entries_of(&[b"c".to_vec()])).unwrap();
+        s.set_promise(Ballot::new(2, 0, 1)).unwrap();
+        s.debug_fail_record_writes(1);
+        assert!(s.commit().is_err());
+        s.commit().unwrap();
+    }
+    let s = open(d.path(), SyncPolicy::Always, 4096);
+    assert_eq!(s.promise(), Ballot::new(2, 0, 1));
+    assert_eq!(read_all(&s).len(), 3);
+}
+
+#[test]
+fn a_commit_costs_two_fdatasyncs_and_a_state_update_one() {
+    let d = TempDir::new("syncs");
+    let mut s = open(d.path(), SyncPolicy::Always, 1 << 20);
+    fn cost(s: &mut PersistentStorage) -> u64 {
+        let before = PersistentStorage::debug_sync_calls();
+        s.commit().unwrap();
+        PersistentStorage::debug_sync_calls() - before
+    }
+    let one = entries_of(&[vec![7u8; 16]]);
+    for i in 0..20 {
+        s.append_entries(&one).unwrap();
+        assert_eq!(cost(&mut s), 2, "append-only commit {i}");
+    }
+    let batch = entries_of(&vec![vec![8u8; 16]; 1000]);
+    s.append_entries(&batch).unwrap();
+    assert_eq!(cost(&mut s), 2, "a batch of 1000");
+    s.append_entries(&one).unwrap();
+    s.set_decided_idx(10).unwrap();
+    s.set_accepted_round(Ballot::new(1, 0, 1)).unwrap();
+    assert_eq!(cost(&mut s), 2, "entries and state");
+    s.set_decided_idx(11).unwrap();
+    assert_eq!(cost(&mut s), 1, "decided index");
+    s.set_promise(Ballot::new(2, 0, 1)).unwrap();
+    assert_eq!(cost(&mut s), 1, "promise");
+    s.trim(5).unwrap();
+    assert_eq!(cost(&mut s), 1, "trim");
+    s.set_stopsign(Some(StopSign {
+        next_config_id: 2,
+        nodes: vec![1, 2, 3],
+        metadata: b"m".to_vec(),
+    }))
+    .unwrap();
+    assert_eq!(cost(&mut s), 1, "stopsign");
+    assert_eq!(cost(&mut s), 0, "nothing changed");
+    drop(s);
+    let mut s = open(d.path(), SyncPolicy::Never, 1 << 20);
+    s.append_entries(&one).unwrap();
+    s.set_decided_idx(12).unwrap();
+    assert_eq!(cost(&mut s), 0, "SyncPolicy::Never");
+}
+
+#[test]
+fn a_record_larger_than_a_slot_moves_to_a_larger_file_once() {
+    let d = TempDir::new("big-record");
+    let state = d.path().join("state");
+    let big = StopSign {
+        next_config_id: 2,
+        nodes: (1..=100).collect(),
+        metadata: vec![0xab; 10_000],
+    };
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, 4096);
+        let small = fs::metadata(&state).unwrap().len();
+        s.append_entries(&entries_of(&[b"a".to_vec()])).unwrap();
+        s.set_stopsign(Some(big.clone())).unwrap();
+        s.commit().unwrap();
+        let len = fs::metadata(&state).unwrap().len();
+        assert!(len > small && len >= 2 * 10_800, "{small} -> {len}");
+        // later records fit: written in place again
+        let ino = fs::metadata(&state).unwrap().ino();
+        let before = PersistentStorage::debug_sync_calls();
+        s.set_decided_idx(1).unwrap();
+        s.commit().unwrap();
+        assert_eq!(PersistentStorage::debug_sync_calls() - before, 1);
+        assert_eq!(fs::metadata(&state).unwrap().ino(), ino);
+        assert_eq!(fs::metadata(&state).unwrap().len(), len);
+    }
+    let mut s = open(d.path(), SyncPolicy::Always, 4096);
+    assert_eq!(s.stopsign(), Some(big));
+    assert_eq!(s.decided_idx(), 1);
+    s.set_stopsign(None).unwrap();
+    s.commit().unwrap();
+    drop(s);
+    let s = open(d.path(), SyncPolicy::Always, 4096);
+    assert_eq!(s.stopsign(), None);
+    assert_eq!(read_all(&s), vec![b"a".to_vec()]);
+}
+
+#[test]
+fn commit_record_slots_fall_back_to_the_previous_record() {
+    let d = TempDir::new("slots");
+    let state = d.path().join("state");
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, 4096);
+        s.append_entries(&entries_of(&[b"a".to_vec(), b"b".to_vec()]))
+            .unwrap();
+        s.set_promise(Ballot::new(1, 0, 1)).unwrap();
+        s.commit().unwrap();
+        s.append_entries(&entries_of(&[b"c".to_vec()])).unwrap();
+        s.set_promise(Ballot::new(2, 0, 1)).unwrap();
+        s.commit().unwrap();
+    }
+    let pristine = fs::read(&state).unwrap();
+    let half = pristine.len() / 2;
+    assert!(half >= 4096 && half.is_power_of_two());
+    // Which slot holds the newest record? (Each slot starts with a 20-byte frame header,
+    // then the sequence number.)
+    let seq = |k: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&pristine[k * half + 20..k * half + 28]);
+        u64::from_le_bytes(a)
+    };
+    assert_eq!(seq(0).abs_diff(seq(1)), 1);
+    let newest = usize::from(seq(1) > seq(0));
+    let older = 1 - newest;
+
+    // the older slot damaged: the newest record, untouched
+    let mut b = pristine.clone();
+    b[older * half + 25] ^= 0x40;
+    fs::write(&state, &b).unwrap();
+    let s = open(d.path(), SyncPolicy::Never, 4096);
+    assert_eq!((s.promise(), s.log_len()), (Ballot::new(2, 0, 1), 3));
+    drop(s);
+
+    // the newest slot torn (a crash while it was written): the previous record; the next
+    // commit writes over the torn slot and keeps the previous one
+    let mut b = pristine.clone();
+    for x in &mut b[newest * half + 20..newest * half + 60] {
+        *x = 0;
+    }
+    fs::write(&state, &b).unwrap();
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, 4096);
+        assert_eq!((s.promise(), s.log_len()), (Ballot::new(1, 0, 1), 2));
+        assert_eq!(read_all(&s), vec![b"a".to_vec(), b"b".to_vec()]);
+        s.set_promise(Ballot::new(3, 0, 1)).unwrap();
+        s.commit().unwrap();
+    }
+    let after = fs::read(&state).unwrap();
+    assert_eq!(
+        after[older * half..(older + 1) * half],
+        pristine[older * half..(older + 1) * half]
+    );
+    let s = open(d.path(), SyncPolicy::Never, 4096);
+    assert_eq!((s.promise(), s.log_len()), (Ballot::new(3, 0, 1), 2));
+    drop(s);
+
+    // both slots damaged, a file of the wrong length, a missing file: refused
+    for damage in 0..3 {
+        let mut b = after.clone();
+        match damage {
+            0 => {
+                b[30] ^= 1;
+                b[half + 30] ^= 1;
+            }
+            1 => b.truncate(half),
+            _ => b.extend_from_slice(&[0; 4096]),
+        }
+        fs::write(&state, &b).unwrap();
+        let err = PersistentStorage::open(d.path(), SyncPolicy::Never, 4096)
+            .err()
+            .expect("damaged state file");
+        assert_eq!(err.kind, StorageErrorKind::Corruption, "{err}");
+        assert!(err.message.contains("state"), "{err}");
+    }
+    // a state file of the first (unreleased) single-record format is refused too
+    fs::write(&state, &after[..100]).unwrap();
+    let err = PersistentStorage::open(d.path(), SyncPolicy::Never, 4096)
+        .err()
+        .expect("old format");
+    assert_eq!(err.kind, StorageErrorKind::Corruption, "{err}");
+}
+
+#[test]
+fn a_lost_active_index_is_rebuilt_at_opening() {
+    // The active index is never fsynced: after a power loss it may hold anything commitlog
+    // wrote through its memory map, or nothing.
+    let d = TempDir::new("lost-index");
+    let items: Vec<Vec<u8>> = (0..30).map(|i| entry_bytes(i, 1)).collect();
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, 600);
+        for chunk in items.chunks(3) {
+            s.append_entries(&entries_of(chunk)).unwrap();
+            s.commit().unwrap();
+        }
+    }
+    let idx = segment_files(d.path(), "index").pop().unwrap();
+    for damage in 0..2 {
+        let len = fs::metadata(&idx).unwrap().len() as usize;
+        if damage == 0 {
+            fs::write(&idx, vec![0u8; len]).unwrap();
+        } else {
+            fs::write(&idx, b"").unwrap();
+        }
+        let mut s = open(d.path(), SyncPolicy::Always, 600);
+        assert_eq!(read_all(&s), items);
+        s.append_entries(&entries_of(&[b"more".to_vec()])).unwrap();
+        s.commit().unwrap();
+        s.truncate(30).unwrap();
+        s.commit().unwrap();
+    }
 }
 
 #[test]
@@ -767,7 +1035,8 @@ fn torn_tails_are_dropped_and_torn_committed_data_is_refused() {
         let _ = (items, committed);
     }
 
-    // a torn or damaged state file is refused
+    // a state file of the wrong length, or with both slots damaged, is refused (one
+    // damaged slot: see commit_record_slots_fall_back_to_the_previous_record)
     for damage in 0..2 {
         let d4 = TempDir::new("torn-state");
         build_damage_fixture(d4.path(), seg);
@@ -776,7 +1045,9 @@ fn torn_tails_are_dropped_and_torn_committed_data_is_refused() {
         if damage == 0 {
             b.truncate(b.len() - 1);
         } else {
+            let half = b.len() / 2;
             b[30] ^= 1;
+            b[half + 30] ^= 1;
         }
         fs::write(&p, b).unwrap();
         let err = PersistentStorage::open(d4.path(), SyncPolicy::Never, seg)
@@ -1159,4 +1430,131 @@ fn cluster_on_persistent_storage_survives_node_crashes() {
     assert!(crashes > 50);
     assert!(chosen.len() > 500, "too little progress: {}", chosen.len());
     assert!(last_decided.iter().all(|&d| d + 50 >= chosen.len() as u64));
+}
+
+// ---------------------------------------------------------------------------------------
+// throughput (ignored: run with `cargo test --release --test persistent_storage --
+// --ignored --nocapture`)
+
+/// Runs `raw` and `op` in turn for about `budget` and returns the rate of each (operations
+/// per second of the time spent in it): interleaved, so that a load on the disk that comes
+/// and goes weighs on both alike.
+fn rates(budget: Duration, mut raw: impl FnMut(u64), mut op: impl FnMut(u64)) -> (f64, f64) {
+    let t = Instant::now();
+    let (mut t_raw, mut t_op) = (Duration::ZERO, Duration::ZERO);
+    let mut n = 0u64;
+    while n < 3 || t.elapsed() < budget {
+        let a = Instant::now();
+        raw(n);
+        let b = Instant::now();
+        op(n);
+        t_raw += b - a;
+        t_op += b.elapsed();
+        n += 1;
+    }
+    (
+        n as f64 / t_raw.as_secs_f64(),
+        n as f64 / t_op.as_secs_f64(),
+    )
+}
+
+/// Commits per second under `SyncPolicy::Always` (single 16-byte entries, batches of 1000,
+/// state-only updates), each next to a raw write + fdatasync loop in the same directory
+/// (the system temporary directory, or `OPX_BENCH_DIR`; `OPX_BENCH_MS` per figure), and
+/// `MemoryStorage` for scale.
+#[test]
+#[ignore]
+fn bench_commit_rates() {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let base = std::env::var_os("OPX_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+    let budget = Duration::from_millis(
+        std::env::var("OPX_BENCH_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2000),
+    );
+    let d = TempDir::new_in(&base, "bench");
+    fs::create_dir_all(d.path()).unwrap();
+    println!("directory: {}", d.path().display());
+    let report = |what: &str, unit: &str, (raw, op): (f64, f64)| {
+        println!(
+            "{what:<36} {op:>8.0} {unit:<10} raw fdatasync {raw:>6.0}/s: one costs {:.2} \
+             raw fdatasyncs",
+            raw / op
+        );
+    };
+
+    // raw: append 36 bytes (a 16-byte entry and its header) + fdatasync, as a log append
+    // does; overwrite 128 bytes in place + fdatasync, as a commit record write does
+    let mut append = fs::File::create(d.path().join("raw-append")).unwrap();
+    let mut raw_append = |_| {
+        append.write_all(&[7u8; 36]).unwrap();
+        append.sync_data().unwrap();
+    };
+    let inplace = fs::File::create(d.path().join("raw-inplace")).unwrap();
+    inplace.write_all_at(&[0u8; 8192], 0).unwrap();
+    inplace.sync_all().unwrap();
+    let mut raw_inplace = |i: u64| {
+        inplace
+            .write_all_at(&[i as u8; 128], (i % 2) * 4096)
+            .unwrap();
+        inplace.sync_data().unwrap();
+    };
+
+    let mut s = open(&d.path().join("store"), SyncPolicy::Always, 64 << 20);
+    let one = entries_of(&[vec![0x5a; 16]]);
+    let r = rates(budget, &mut raw_append, |_| {
+        s.append_entries(&one).unwrap();
+        s.commit().unwrap();
+    });
+    report("single 16 B entry append + commit", "commits/s", r);
+    let batch = entries_of(&vec![vec![0x5a; 16]; 1000]);
+    let r = rates(budget, &mut raw_append, |_| {
+        s.append_entries(&batch).unwrap();
+        s.commit().unwrap();
+    });
+    report("1000 x 16 B batch append + commit", "commits/s", r);
+    println!("{:<36} {:>8.0} entries/s", "", r.1 * 1000.0);
+    let r = rates(budget, &mut raw_inplace, |i| {
+        s.set_decided_idx(s.log_len() - (i % 2)).unwrap();
+        s.commit().unwrap();
+    });
+    report("state-only commit (decided index)", "commits/s", r);
+    drop(s);
+
+    // the same batches without fsyncs: what the rest of a commit costs
+    let mut s = open(&d.path().join("store-never"), SyncPolicy::Never, 64 << 20);
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < budget / 4 {
+        s.append_entries(&batch).unwrap();
+        s.commit().unwrap();
+        n += 1;
+    }
+    let r = n as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{:<36} {r:>8.0} commits/s  ({:.0} entries/s)",
+        "the same, SyncPolicy::Never",
+        r * 1000.0
+    );
+    drop(s);
+
+    let mut m = MemoryStorage::new();
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed() < budget {
+        m.append_entries(&batch).unwrap();
+        m.commit().unwrap();
+        if m.log_len() > 10_000_000 {
+            m = MemoryStorage::new();
+        }
+        n += 1;
+    }
+    let r = n as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{:<36} {r:>8.0} commits/s  ({:.0} entries/s)",
+        "MemoryStorage 1000 x 16 B batches",
+        r * 1000.0
+    );
 }

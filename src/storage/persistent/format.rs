@@ -1,10 +1,14 @@
-//! The byte formats of the state file and the redo file.
+//! The byte formats of the commit record (the slots of the state file) and the redo file.
 //!
-//! Both files have the same frame:
+//! Both use the same frame:
 //!
 //! ```text
 //! magic [8] | version u32 | body length u64 | body | crc32c u32 (of everything before it)
 //! ```
+//!
+//! A redo file is exactly one frame. A slot of the state file (see [`super::record`]) starts
+//! with one frame; the bytes after it, up to the end of the slot, are ignored (zeros, or the
+//! tail of an older, longer record).
 //!
 //! All integers are little-endian. The state body is
 //!
@@ -31,7 +35,8 @@ pub(super) const REDO_MAGIC: [u8; 8] = *b"OPXREDO\0";
 /// Format version of both files.
 pub(super) const VERSION: u32 = 1;
 
-const FRAME_HEAD: usize = 8 + 4 + 8;
+/// Bytes of a frame header (magic, version, body length).
+pub(super) const FRAME_HEAD: usize = 8 + 4 + 8;
 const FRAME_TAIL: usize = 4;
 
 /// Everything the state file records besides its sequence number.
@@ -253,6 +258,25 @@ pub(super) fn decode_state(bytes: &[u8], what: &str) -> Result<(u64, State), Sto
     Ok(r)
 }
 
+/// Bytes of a frame whose header (the first [`FRAME_HEAD`] bytes) is `head`, as the header
+/// announces it; `None` when `head` is too short or the length overflows.
+pub(super) fn frame_len(head: &[u8]) -> Option<u64> {
+    let l = head.get(12..FRAME_HEAD)?;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(l);
+    u64::from_le_bytes(a).checked_add((FRAME_HEAD + FRAME_TAIL) as u64)
+}
+
+/// Decodes the commit record at the start of a state-file slot; the bytes after its frame
+/// are ignored.
+pub(super) fn decode_slot(slot: &[u8], what: &str) -> Result<(u64, State), StorageError> {
+    match frame_len(slot).filter(|&n| n <= slot.len() as u64) {
+        Some(n) => decode_state(&slot[..n as usize], what),
+        // (reports the wrong magic, or the announced length that does not fit)
+        None => decode_state(slot, what),
+    }
+}
+
 /// The bytes of a redo file.
 pub(super) fn encode_redo(seq: u64, s: &State, keep: u64, entries: &Entries) -> Vec<u8> {
     frame(REDO_MAGIC, |out| {
@@ -338,6 +362,23 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(decode_state(&bytes[..cut], "state").is_err());
         }
+    }
+
+    #[test]
+    fn slot_ignores_what_follows_the_frame_and_catches_every_flip() {
+        let s = sample();
+        let frame = encode_state(9, &s);
+        let mut slot = frame.clone();
+        slot.extend_from_slice(&[0xee; 100]);
+        assert_eq!(decode_slot(&slot, "slot").unwrap(), (9, s));
+        for i in 0..frame.len() {
+            let mut b = slot.clone();
+            b[i] ^= 0x10;
+            assert!(decode_slot(&b, "slot").is_err(), "flip at {i} undetected");
+        }
+        assert!(decode_slot(&frame[..frame.len() - 1], "slot").is_err());
+        let err = decode_slot(&[0u8; 4096], "slot").unwrap_err();
+        assert!(err.message.contains("magic"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! Small file-system helpers: errors with context, atomic replace, directory fsync, the
+//! Small file-system helpers: errors with context, atomic replace, fsyncs (counted), the
 //! directory lock.
 
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
@@ -15,16 +16,39 @@ pub(super) fn io_err(op: &str, path: &Path, err: io::Error) -> StorageError {
     StorageError::io(format!("{op} {}", path.display()), err)
 }
 
+thread_local! {
+    /// fsync-like calls (fsync, fdatasync) made by this thread; see [`sync_calls`].
+    static SYNC_CALLS: Cell<u64> = const { Cell::new(0) };
+}
+
+/// The number of fsync-like system calls this thread has made through these helpers (every
+/// fsync of the persistent storage goes through them): lets tests count the cost of a
+/// commit.
+pub(super) fn sync_calls() -> u64 {
+    SYNC_CALLS.with(Cell::get)
+}
+
+fn count_sync() {
+    SYNC_CALLS.with(|c| c.set(c.get() + 1));
+}
+
+/// fdatasyncs an open file (`path` names it in errors).
+pub(super) fn fdatasync(f: &File, path: &Path) -> Result<(), StorageError> {
+    count_sync();
+    f.sync_data().map_err(|e| io_err("fsync", path, e))
+}
+
 /// fsyncs a directory, making the creation, removal and renaming of its entries durable.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     let d = File::open(dir).map_err(|e| io_err("open directory", dir, e))?;
+    count_sync();
     d.sync_all().map_err(|e| io_err("fsync directory", dir, e))
 }
 
 /// fdatasyncs the file at `path`.
 pub(super) fn sync_path(path: &Path) -> Result<(), StorageError> {
     let f = File::open(path).map_err(|e| io_err("open", path, e))?;
-    f.sync_data().map_err(|e| io_err("fsync", path, e))
+    fdatasync(&f, path)
 }
 
 /// Replaces `dir/name` with `bytes` atomically: writes `dir/name.tmp`, (fsyncs it,) renames
@@ -45,7 +69,7 @@ pub(super) fn write_atomic(
         .map_err(|e| io_err("create", &tmp, e))?;
     f.write_all(bytes).map_err(|e| io_err("write", &tmp, e))?;
     if sync {
-        f.sync_data().map_err(|e| io_err("fsync", &tmp, e))?;
+        fdatasync(&f, &tmp)?;
     }
     drop(f);
     fs::rename(&tmp, &dst).map_err(|e| io_err("rename into place", &dst, e))?;

@@ -1,11 +1,11 @@
 //! Persistent storage: the log in a [`commitlog`] directory, the acceptor state in a small
-//! checksummed state file.
+//! double-buffered, checksummed state file.
 //!
 //! # Layout
 //!
 //! ```text
 //! <path>/LOCK    POSIX write lock (fcntl) held while the storage is open (see DirLock)
-//! <path>/state   the commit record (see below), replaced atomically
+//! <path>/state   the commit record: two checksummed slots, written in turn, in place
 //! <path>/redo    present only while a batch that overwrites committed entries is applied
 //! <path>/log/    the commitlog segments {base:020}.log and indexes {base:020}.index
 //! ```
@@ -17,10 +17,12 @@
 //!
 //! The **state file is the commit record**. It holds the promise, the accepted round, the
 //! decided and compacted indexes, the StopSign, a sequence number, and the committed log
-//! length `L`. It is replaced atomically (write `state.tmp`, fdatasync, rename, fsync the
-//! directory) and protected by a magic, a version and a crc32c, so after a crash it is
-//! either the old or the new record, never a torn one. Entries at index `>= L` in the
-//! commitlog were written by a batch that did not commit; opening drops them.
+//! length `L`. It has two fixed-size slots, each a record protected by a magic, a version
+//! and a crc32c; a commit writes the new record over the slot that does *not* hold the
+//! newest one, in place, and fdatasyncs it, and opening takes the valid slot with the
+//! highest sequence number (see `record.rs`). After a crash it is therefore either the old
+//! or the new record, never a torn one. Entries at index `>= L` in the commitlog were
+//! written by a batch that did not commit; opening drops them.
 //!
 //! Between two commits, writes stay in memory: the setters change an in-memory state,
 //! `append_entries` collects entries in a pending buffer, and `truncate` either shortens the
@@ -28,33 +30,37 @@
 //! see all of it. `commit()` then applies the batch:
 //!
 //! - **Appending batch** (`keep == L`): the pending entries are appended to the commitlog
-//!   (one `write` per chunk of up to 4 MiB, never one per entry), the segment files written
-//!   are fdatasynced (plus, for a segment that was closed during the batch, its index, and
-//!   the directory when a segment file was created), and only then is the new state file
-//!   put in place. A crash before the rename leaves the old record, whose `L` makes the
-//!   appended entries invisible; a crash after it leaves the whole batch.
+//!   (one `write` per chunk of up to 4 MiB, never one per entry; a chunk also holds no
+//!   more entries than commitlog's index can take in one append, see `index_room`), the
+//!   segment files written are fdatasynced (plus, for a segment that was closed during the
+//!   batch, its index, and the directory when a segment file was created), and only then
+//!   is the new commit record written. A crash before its fdatasync completes leaves the
+//!   old record (the slot being written may be torn, and is then ignored), whose `L` makes
+//!   the appended entries invisible; a crash after it leaves the whole batch.
 //! - **Overwriting batch** (`keep < L`, a leader replacing a follower's suffix): committed
 //!   entries are about to be destroyed, so first the whole batch (the new state with
 //!   sequence number `seq + 1`, `keep`, and the new entries) is written to a checksummed
 //!   redo file (atomically, fsynced). Then the commitlog is truncated to `keep`, the entries
-//!   appended and synced, the state file replaced, and the redo file removed. Opening
-//!   replays a redo file whose sequence number is above the state's (the commitlog below
+//!   appended and synced, the commit record written, and the redo file removed. Opening
+//!   replays a redo file whose sequence number is above the record's (the commitlog below
 //!   `keep` is untouched by the batch, everything from `keep` on is rewritten), and deletes
-//!   one whose number is not (its batch completed). Sequence numbers are never reused, even
-//!   after a failed state write. A damaged redo file is reported as `Corruption`: it cannot
-//!   be told apart from a batch half applied.
+//!   one whose number is not (its batch completed). A torn record slot is no different
+//!   from a record never written: the older slot's number is below the redo file's, so the
+//!   batch is replayed. Sequence numbers are never reused, even after a failed record write
+//!   (which may have reached the disk). A damaged redo file is reported as `Corruption`: it
+//!   cannot be told apart from a batch half applied.
 //!
 //! A commit where nothing changed costs nothing; one where only the state changed writes
-//! only the state file. A commit that fails may be retried: the commitlog is brought back
-//! to `keep` (repairing it if an append failed half way) before the entries are written
-//! again.
+//! only the commit record. A commit that fails may be retried: the commitlog is brought
+//! back to `keep` (repairing it if an append failed half way) before the entries are
+//! written again.
 //!
 //! # Opening and repair
 //!
 //! commitlog 0.2 trusts its files: it panics on a segment without an index or an index of
 //! torn length, opens an index whose last entry is non-zero read-only (and then panics on
 //! the next append), and never reconciles a segment with its index after a crash. Before it
-//! sees the directory, [`segments::repair`] therefore: removes indexes without a segment and
+//! sees the directory, `segments::repair` therefore: removes indexes without a segment and
 //! segments wholly after the committed length or wholly trimmed; checks every closed
 //! segment against its index (each entry's offset and position, and the last message ending
 //! at the end of the file), rebuilding the index from the segment when they disagree; reads
@@ -69,7 +75,7 @@
 //!
 //! # Trimming
 //!
-//! `trim` moves the compacted index; after the state recording it is durable, `commit`
+//! `trim` moves the compacted index; after the record holding it is durable, `commit`
 //! deletes every segment whose entries are all below it (with the commitlog closed, as it
 //! keeps every segment open) and reopens the log. The active segment is never deleted, so
 //! disk use stays within the live entries plus about two segments.
@@ -90,9 +96,32 @@
 //! (commitlog's own `flush` does not: it calls `File::flush`, a no-op). Under
 //! [`SyncPolicy::Never`] nothing is fsynced; the ordering above still protects against a
 //! crash of the process, not against a power loss.
+//!
+//! What a commit costs under `SyncPolicy::Always`, in fsync-like calls
+//! (`PersistentStorage::debug_sync_calls` counts them; a test checks the first two):
+//!
+//! - **entries appended** (with or without state changes): 2, the fdatasync of the active
+//!   segment (which grew, so it also commits the file size), then that of the commit
+//!   record (one block overwritten in place: data only). The active segment's index is not
+//!   fsynced: commitlog writes it through a memory map, and opening rebuilds it from the
+//!   segment (the last segment is read message by message and its index rewritten when it
+//!   differs), so an index that lost writes in a power loss costs a rewrite, not data.
+//! - **only the state changed** (promise, accepted round, decided index, trim, StopSign):
+//!   1, the commit record.
+//! - **a batch that fills a segment**: 3 more, once per segment: the closed segment and its
+//!   index (closed segments get a lighter check at opening than the last one, so their
+//!   index is made durable when they close), and the log directory for the new segment.
+//! - **an overwriting batch**: 2 more for the redo file (fdatasync, and the directory fsync
+//!   after its rename); its removal is not synced (a stale redo file is recognised by its
+//!   sequence number).
+//! - **a record that outgrows its slot** (a StopSign with kilobytes of nodes or metadata):
+//!   the state file is rewritten with larger slots, once: fdatasync, rename, directory
+//!   fsync.
+//! - **nothing changed**: 0.
 
 mod format;
 mod fsutil;
+mod record;
 mod segments;
 
 use std::fs::{self, File};
@@ -104,18 +133,18 @@ use std::path::{Path, PathBuf};
 use commitlog::message::{MessageBuf, MessageSet};
 use commitlog::{CommitLog, ReadError, ReadLimit};
 
-use self::format::{decode_redo, decode_state, encode_redo, encode_state, State};
+use self::format::{decode_redo, encode_redo, State};
 use self::fsutil::{
     io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic, DirLock,
 };
-use self::segments::{index_path, segment_path, MSG_HEADER};
+use self::record::{RecordFile, STATE_FILE, STATE_TMP};
+use self::segments::{index_path, segment_path, INDEX_ENTRY, MSG_HEADER};
 use crate::config::SyncPolicy;
 use crate::entries::Entries;
 use crate::errors::{StorageError, StorageErrorKind};
 use crate::messages::{Ballot, StopSign};
 use crate::storage::Storage;
 
-const STATE_FILE: &str = "state";
 const REDO_FILE: &str = "redo";
 const LOG_DIR: &str = "log";
 /// Smallest segment size accepted.
@@ -153,6 +182,9 @@ pub struct PersistentStorage {
     active_index: Option<File>,
     /// Entries of the active index known to be preallocated.
     index_alloc: u64,
+    /// Bytes of commitlog's memory map of the active index: the file's length when
+    /// commitlog opened it, grown as commitlog grows it (see `index_room`).
+    index_map: u64,
     /// Whether the file system supports preallocation.
     can_preallocate: bool,
     /// Entries in the commitlog (its next offset).
@@ -163,7 +195,9 @@ pub struct PersistentStorage {
     closed_unsynced: Vec<u64>,
     /// Whether a segment file was created since the last directory fsync.
     created_unsynced: bool,
-    /// Sequence number of the state file on disk.
+    /// The commit record (the state file).
+    record: RecordFile,
+    /// Sequence number of the last commit record written (or attempted: never reused).
     seq: u64,
     /// The state on disk.
     committed: State,
@@ -227,11 +261,11 @@ impl PersistentStorage {
         let log_dir = root.join(LOG_DIR);
         let state_path = root.join(STATE_FILE);
         let redo_path = root.join(REDO_FILE);
-        remove_optional(&root.join(format!("{STATE_FILE}.tmp")))?;
+        remove_optional(&root.join(STATE_TMP))?;
         remove_optional(&root.join(format!("{REDO_FILE}.tmp")))?;
 
-        let (seq, committed) = match read_optional(&state_path)? {
-            Some(bytes) => decode_state(&bytes, &format!("state file {}", state_path.display()))?,
+        let (record, seq, committed) = match RecordFile::open(&root)? {
+            Some(found) => found,
             None => {
                 if segments::holds_segments(&log_dir)? {
                     return Err(corrupt(format!(
@@ -244,13 +278,13 @@ impl PersistentStorage {
                 fs::create_dir_all(&log_dir)
                     .map_err(|e| io_err("create log directory", &log_dir, e))?;
                 let st = State::default();
-                write_atomic(&root, STATE_FILE, &encode_state(0, &st), always)?;
+                let record = RecordFile::create(&root, 0, &st, always)?;
                 if always {
                     if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
                         sync_dir(parent)?;
                     }
                 }
-                (0, st)
+                (record, 0, st)
             }
         };
 
@@ -296,11 +330,13 @@ impl PersistentStorage {
             active: None,
             active_index: None,
             index_alloc: 0,
+            index_map: 0,
             can_preallocate: true,
             disk_len: target,
             log_unsynced: false,
             closed_unsynced: Vec::new(),
             created_unsynced: false,
+            record,
             seq,
             state: committed.clone(),
             keep: committed.log_len,
@@ -324,6 +360,21 @@ impl PersistentStorage {
         Ok(s)
     }
 
+    /// The number of fsync-like system calls (fdatasync, fsync of a file or a directory) that
+    /// persistent storage has made on the calling thread: for tests and benchmarks of what a
+    /// commit costs.
+    #[doc(hidden)]
+    pub fn debug_sync_calls() -> u64 {
+        fsutil::sync_calls()
+    }
+
+    /// Makes the next `n` commit-record writes fail, leaving the slot written torn as a
+    /// power loss would: for tests of the failure and recovery paths.
+    #[doc(hidden)]
+    pub fn debug_fail_record_writes(&mut self, n: u32) {
+        self.record.fail_next_writes(n);
+    }
+
     fn always(&self) -> bool {
         self.sync == SyncPolicy::Always
     }
@@ -339,6 +390,7 @@ impl PersistentStorage {
         self.active = None;
         self.active_index = None;
         self.index_alloc = 0;
+        self.index_map = 0;
     }
 
     /// Opens commitlog on the (checked) directory and the active segment file.
@@ -362,6 +414,8 @@ impl PersistentStorage {
             .write(true)
             .open(&p)
             .map_err(|e| io_err("open", &p, e))?;
+        // (commitlog mapped the whole file just now)
+        self.index_map = idx.metadata().map_err(|e| io_err("stat", &p, e))?.len();
         self.active_index = Some(idx);
         self.log = Some(log);
         Ok(())
@@ -453,6 +507,16 @@ impl PersistentStorage {
         self.rebuild_log(target)
     }
 
+    /// How many entries one append can add to the active index. commitlog 0.2 writes the
+    /// index through a memory map that it grows, when an append does not fit, once and by
+    /// half (`Index::resize`), and then panics on an append that still does not fit: a
+    /// chunk may not hold more entries than that.
+    fn index_room(&self) -> u64 {
+        let active_base = self.bases.last().copied().unwrap_or(0);
+        let used = self.disk_len - active_base;
+        (grown_index_map(self.index_map) / INDEX_ENTRY).saturating_sub(used)
+    }
+
     /// Appends the pending entries to the commitlog in chunks.
     fn append_pending(&mut self) -> Result<(), StorageError> {
         let pending = mem::take(&mut self.pending);
@@ -477,7 +541,11 @@ impl PersistentStorage {
         let (mut bytes, mut count) = (0u64, 0u64);
         for e in pending.iter() {
             let m = MSG_HEADER + e.len() as u64;
-            if count > 0 && (self.write_pos + bytes + m > max || bytes + m > CHUNK_BYTES) {
+            if count > 0
+                && (self.write_pos + bytes + m > max
+                    || bytes + m > CHUNK_BYTES
+                    || count >= self.index_room())
+            {
                 self.append_chunk(buf, bytes, count)?;
                 bytes = 0;
                 count = 0;
@@ -544,6 +612,10 @@ impl PersistentStorage {
                 ))
             }
         }
+        let used = (self.disk_len + count - active_base) * INDEX_ENTRY;
+        if used > self.index_map {
+            self.index_map = grown_index_map(self.index_map);
+        }
         self.disk_len += count;
         self.stat_bytes += bytes;
         self.stat_msgs += count;
@@ -580,10 +652,8 @@ impl PersistentStorage {
             let active = self.active.as_ref().ok_or_else(|| {
                 StorageError::new(StorageErrorKind::Io, "the active segment is not open")
             })?;
-            active.sync_data().map_err(|e| {
-                let last = self.bases.last().copied().unwrap_or(0);
-                io_err("fsync", &segment_path(&self.log_dir, last), e)
-            })?;
+            let last = self.bases.last().copied().unwrap_or(0);
+            fsutil::fdatasync(active, &segment_path(&self.log_dir, last))?;
         }
         if self.created_unsynced {
             sync_dir(&self.log_dir)?;
@@ -640,14 +710,9 @@ impl PersistentStorage {
         self.sync_log()?;
         if overwrites || self.state != self.committed {
             // The new record may reach the disk even when this call fails (e.g. in the
-            // directory fsync after the rename): never reuse its sequence number.
+            // fdatasync after the write): never reuse its sequence number.
             self.seq = next_seq;
-            write_atomic(
-                &self.root,
-                STATE_FILE,
-                &encode_state(next_seq, &self.state),
-                always,
-            )?;
+            self.record.write(next_seq, &self.state, always)?;
         }
         if self.redo_on_disk {
             // A redo file left behind is recognised as stale by its sequence number.
@@ -746,6 +811,12 @@ impl PersistentStorage {
         }
         Ok(())
     }
+}
+
+/// The size commitlog 0.2 grows an index memory map of `bytes` bytes to.
+fn grown_index_map(bytes: u64) -> u64 {
+    let n = bytes + bytes / 2;
+    n - n % INDEX_ENTRY
 }
 
 fn append_error_text(e: &commitlog::AppendError) -> String {

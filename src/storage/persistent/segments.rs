@@ -26,7 +26,7 @@ pub(super) const SEGMENT_MAGIC: [u8; 2] = [0xff, 0xff];
 /// Bytes of a message header in a segment.
 pub(super) const MSG_HEADER: u64 = 20;
 /// Bytes of an index entry.
-const INDEX_ENTRY: u64 = 8;
+pub(super) const INDEX_ENTRY: u64 = 8;
 /// Zero entries kept at the end of the active index, so that commitlog opens it writable.
 const INDEX_SLACK_ENTRIES: u64 = 1024;
 /// Length in entries of a fresh index file (commitlog grows it when it fills up).
