@@ -156,6 +156,9 @@ pub enum PaxosMessage {
         n: Ballot,
         /// The follower's log length (a StopSign counts as one entry).
         accepted_idx: u64,
+        /// The follower's (durable) decided index: the leader trims only below every
+        /// server's decided index, so that any of them can still be brought up to date.
+        decided_idx: u64,
     },
     /// Everything below `decided_idx` is decided.
     Decide {

@@ -266,6 +266,7 @@ mod tests {
             Body::Paxos(PaxosMessage::Accepted {
                 n: b,
                 accepted_idx: 13,
+                decided_idx: 12,
             }),
             Body::Paxos(PaxosMessage::Decide {
                 n: b,

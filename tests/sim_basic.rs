@@ -203,3 +203,43 @@ fn a_leader_cut_off_from_its_followers_refuses_proposals_after_buffer_size() {
     })
     .expect("a new leader among 2 and 3");
 }
+
+#[test]
+fn trim_compacts_every_log_and_replication_goes_on() {
+    let mut c = Cluster::new(3, 21, |p| if p == 1 { 10 } else { 0 });
+    c.elect(3 * ELECTION).expect("leader");
+    replicate(&mut c, 300, 30, 300);
+    all_nodes_decided(&mut c, 300, 5 * ELECTION);
+    c.run(ELECTION); // let every follower's Accepted reach the leader
+                     // Only the leader trims, and not past what every server has.
+    assert!(c.node(2).trim(None).is_err());
+    assert!(c.node(1).trim(Some(10_000)).is_err());
+    c.node(1).trim(Some(200)).expect("trim at the leader");
+    c.run(2);
+    for p in 1..=3 {
+        let node = c.node(p);
+        assert_eq!(node.compacted_idx(), 200, "node {p}");
+        assert_eq!(node.read(5).unwrap(), Some(omnipaxos::LogEntry::Trimmed));
+        assert!(matches!(
+            node.read(250).unwrap(),
+            Some(omnipaxos::LogEntry::Decided(_))
+        ));
+        assert!(node
+            .read_entries(100, 250, &mut omnipaxos::Entries::new())
+            .is_err());
+    }
+    // Replication continues, and a follower that crashes and recovers catches up.
+    c.crash(3);
+    replicate(&mut c, 200, 20, 300);
+    c.restart(3);
+    let target = c.max_decided();
+    all_nodes_decided(&mut c, target, 10 * ELECTION);
+    c.run(ELECTION);
+    c.node(1)
+        .trim(None)
+        .expect("trim everything decided everywhere");
+    c.run(2);
+    for p in 1..=3 {
+        assert!(c.node(p).compacted_idx() >= 500, "node {p}");
+    }
+}

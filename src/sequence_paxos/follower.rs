@@ -146,6 +146,11 @@ impl SequencePaxos {
             return Ok(());
         }
         let decided = decided_idx.min(self.log_len);
+        if decided > self.decided_idx {
+            // Tell the leader (in an Accepted) how far we have decided: it trims only below
+            // every server's decided index.
+            self.accepted_pending = true;
+        }
         self.set_decided(decided)
     }
 

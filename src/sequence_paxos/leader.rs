@@ -222,7 +222,13 @@ impl SequencePaxos {
         Ok(())
     }
 
-    pub(super) fn handle_accepted(&mut self, from: NodeId, n: Ballot, idx: u64) -> Result<()> {
+    pub(super) fn handle_accepted(
+        &mut self,
+        from: NodeId,
+        n: Ballot,
+        idx: u64,
+        decided_idx: u64,
+    ) -> Result<()> {
         if self.role != Role::Leader || n != self.ls.n_leader || self.phase != Phase::Accept {
             return Ok(());
         }
@@ -234,6 +240,7 @@ impl SequencePaxos {
             return Ok(());
         }
         st.accepted_idx = Some(st.accepted_idx.map_or(idx, |a| a.max(idx)));
+        st.decided_idx = st.decided_idx.max(decided_idx);
         self.try_decide();
         Ok(())
     }

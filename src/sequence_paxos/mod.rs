@@ -52,6 +52,8 @@ pub(crate) struct PeerState {
     pub accepted_idx: Option<u64>,
     /// `accepted_idx` at the previous resend tick: no progress since means "re-send".
     pub accepted_at_last_resend: Option<u64>,
+    /// The follower's durable decided index, as its last Accepted reported it.
+    pub decided_idx: u64,
 }
 
 /// The part of a Promise the leader keeps.
@@ -457,9 +459,11 @@ impl SequencePaxos {
             PaxosMessage::AcceptStopSign { n, idx, stopsign } => {
                 self.handle_accept_stopsign(n, idx, stopsign)
             }
-            PaxosMessage::Accepted { n, accepted_idx } => {
-                self.handle_accepted(from, n, accepted_idx)
-            }
+            PaxosMessage::Accepted {
+                n,
+                accepted_idx,
+                decided_idx,
+            } => self.handle_accepted(from, n, accepted_idx, decided_idx),
             PaxosMessage::Decide { n, decided_idx } => self.handle_decide(n, decided_idx),
             PaxosMessage::ProposalForward {
                 session,
@@ -571,8 +575,13 @@ impl SequencePaxos {
         if self.accepted_pending && self.role == Role::Follower && self.phase == Phase::Accept {
             self.accepted_pending = false;
             let n = self.promise;
-            let accepted_idx = self.log_len;
-            self.send(n.pid, PaxosMessage::Accepted { n, accepted_idx });
+            let msg = PaxosMessage::Accepted {
+                n,
+                accepted_idx: self.log_len,
+                // Released only after the commit that makes it durable.
+                decided_idx: self.decided_idx,
+            };
+            self.send(n.pid, msg);
         }
         self.flush_forwards();
         for (to, session, next_seq) in std::mem::take(&mut self.acks_pending) {
@@ -635,7 +644,7 @@ impl SequencePaxos {
         let mut min_all = self.visible_decided;
         for (i, p) in self.ls.peers.iter().enumerate() {
             match p.accepted_idx {
-                Some(a) => min_all = min_all.min(a),
+                Some(_) => min_all = min_all.min(p.decided_idx),
                 None => {
                     return Err(Error::InvalidArgument(format!(
                         "trim needs every server in the accept phase; server {} is not",
@@ -649,7 +658,7 @@ impl SequencePaxos {
             Some(i) if i <= min_all => i,
             Some(i) => {
                 return Err(Error::InvalidArgument(format!(
-                    "cannot trim to {i}: only entries below {min_all} are decided and accepted by every server"
+                    "cannot trim to {i}: only entries below {min_all} are decided at every server"
                 )))
             }
         };
