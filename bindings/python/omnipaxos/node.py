@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import json
@@ -10,7 +11,7 @@ import os
 import threading
 from ctypes import byref, c_bool, c_int, c_size_t, c_uint64, c_void_p
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Mapping, Optional, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
 from . import _ffi
 from .errors import (
@@ -466,13 +467,23 @@ class OmniPaxos:
 
     # -- reading the log ----------------------------------------------------------------
 
-    def _read(self, fn: Callable[..., int], *args: Any) -> List[Entry]:
-        """Calls a read function that returns an ``omnipaxos_entries`` and copies it out."""
+    @contextlib.contextmanager
+    def _entries(self, fn: Callable[..., int], *args: Any) -> Iterator[Any]:
+        """Calls a read function that returns an ``omnipaxos_entries``; yields the handle
+        and frees it afterwards."""
         lib = self._lib
         handle = _ffi.EntriesPtr()
         with self._lock:
             _check(lib, fn(self._node(), *args, byref(handle)))
         try:
+            yield handle
+        finally:
+            lib.omnipaxos_entries_free(handle)
+
+    def _read(self, fn: Callable[..., int], *args: Any) -> List[Entry]:
+        """Calls a read function and copies the entries out with their indexes and kinds."""
+        lib = self._lib
+        with self._entries(fn, *args) as handle:
             count = lib.omnipaxos_entries_count(handle)
             first = lib.omnipaxos_entries_first_idx(handle)
             data = c_void_p()
@@ -484,16 +495,11 @@ class OmniPaxos:
                 raw = _copy(data.value, size.value)
                 out.append(Entry(first + i, raw, _kind(kind.value)))
             return out
-        finally:
-            lib.omnipaxos_entries_free(handle)
 
     def _read_bytes(self, fn: Callable[..., int], *args: Any) -> List[bytes]:
         """Calls a read function and returns the entries' bytes, copied out in one piece."""
         lib = self._lib
-        handle = _ffi.EntriesPtr()
-        with self._lock:
-            _check(lib, fn(self._node(), *args, byref(handle)))
-        try:
+        with self._entries(fn, *args) as handle:
             count = lib.omnipaxos_entries_count(handle)
             if not count:
                 return []
@@ -503,8 +509,6 @@ class OmniPaxos:
             _check(lib, lib.omnipaxos_entries_contiguous(handle, byref(data), byref(size), byref(ends)))
             buf = _copy(data.value, size.value)
             offsets = ends[:count]
-        finally:
-            lib.omnipaxos_entries_free(handle)
         return [buf[a:b] for a, b in zip([0, *offsets], offsets)]
 
     def read_entry(self, idx: int) -> Optional[Entry]:
