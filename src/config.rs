@@ -1,4 +1,4 @@
-//! Node configuration and its validation. HOCON loading lives in [`hocon`](self::hocon).
+//! Node configuration and its validation. HOCON loading lives in [`hocon`].
 
 pub mod hocon;
 
@@ -84,7 +84,7 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Loads a configuration from a HOCON file (see [`hocon`](self::hocon) for the keys);
+    /// Loads a configuration from a HOCON file (see [`hocon`] for the keys);
     /// the seed's `OmniPaxosConfig::with_hocon`.
     pub fn with_hocon_file(path: impl AsRef<std::path::Path>) -> Result<Config, ConfigError> {
         hocon::from_file(path.as_ref())
