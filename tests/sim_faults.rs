@@ -56,7 +56,8 @@ fn duplication_and_reordering_stay_safe() {
             // Now and then, crash a random node and bring it back later.
             if round % 15 == 7 {
                 let victim = 1 + c.rng.below(5);
-                c.crash(victim);
+                c.crash_mid_step = Some(victim);
+                c.step();
                 c.run(2 * ELECTION);
                 c.restart(victim);
             }
@@ -92,7 +93,8 @@ fn random_partitions_and_crashes_keep_logs_consistent() {
                 2 if round % 3 == 0 => {
                     let v = 1 + c.rng.below(5);
                     if c.is_alive(v) {
-                        c.crash(v);
+                        c.crash_mid_step = Some(v);
+                        c.step();
                     } else {
                         c.restart(v);
                     }

@@ -1,9 +1,19 @@
 //! The storage a node keeps its acceptor state and log in.
 //!
 //! The protocol writes through [`Storage`]'s setters and then calls [`Storage::commit`]: the
-//! writes since the previous commit form **one atomic batch**. An implementation must make
-//! sure that after a crash, re-opening sees either the whole batch or none of it, and that
-//! when `commit` returns `Ok` the batch is as durable as its sync policy promises. The node
+//! writes since the previous commit form **one batch**. When `commit` returns `Ok` the batch
+//! is as durable as its sync policy promises. After a crash before that, re-opening sees:
+//! - of the batch's appended entries, any prefix (possibly none, possibly all; whole entries
+//!   in order) — an implementation may make appends durable before the rest, so that a batch
+//!   of appends alone costs one sync;
+//! - of every other write (promise, accepted round, decided index, StopSign, trim, truncate),
+//!   all or nothing, and never any of it without all of the batch's appends.
+//!
+//! A surviving prefix is safe for Paxos: those are entries the node accepted but never
+//! acknowledged. If the batch also moved the accepted round (an AcceptSync that only extends
+//! the log), they come back under the older round; reporting a lower round for entries of a
+//! valid log is safe, since anything chosen in the newer round was acknowledged by a majority
+//! that did record it. The simulated-cluster tests crash nodes under exactly this model. The node
 //! commits before it sends any Promise or Accepted and before it reports a decided index,
 //! so one fsync serves all the messages handled since the previous commit (group commit).
 //!

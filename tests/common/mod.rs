@@ -53,6 +53,7 @@ struct SimInner {
     durable: MemoryStorage,
     journal: Vec<Op>,
     commits: u64,
+    crashes: u64,
 }
 
 /// Storage that survives a simulated crash with exactly what was committed: writes since
@@ -61,11 +62,34 @@ struct SimInner {
 pub struct SimStorage(Arc<Mutex<SimInner>>);
 
 impl SimStorage {
-    /// Simulates a crash: everything not committed is gone.
+    /// Simulates a crash at the weakest point the `Storage` contract allows: of the writes
+    /// since the last commit, a prefix of the appended entries may survive (when the batch
+    /// cut no entries), nothing else does.
     pub fn crash(&self) {
         let mut g = self.0.lock().unwrap();
+        let journal = std::mem::take(&mut g.journal);
+        let mut len = g.durable.log_len();
+        let mut overwrites = false;
+        let mut appended = Entries::new();
+        for op in &journal {
+            match op {
+                Op::Append(e) => {
+                    appended.extend_from(e);
+                    len += e.len() as u64;
+                }
+                Op::Truncate(l) if *l < len => overwrites = true,
+                Op::Trim(_) => overwrites = true,
+                _ => {}
+            }
+        }
+        g.crashes += 1;
+        if !overwrites && !appended.is_empty() {
+            // A deterministic "random" prefix: none, all, or something in between.
+            let k = (g.crashes * 7919 + g.commits) as usize % (appended.len() + 1);
+            let prefix = appended.slice(0, k);
+            let _ = g.durable.append_entries(&prefix);
+        }
         g.current = g.durable.clone();
-        g.journal.clear();
     }
     pub fn commits(&self) -> u64 {
         self.0.lock().unwrap().commits
@@ -199,6 +223,10 @@ pub struct Cluster {
     buf: Vec<u8>,
     ranges: Vec<(NodeId, std::ops::Range<usize>)>,
     pub delivered: u64,
+    /// Crash this node in the middle of the next step: after it handled its messages and
+    /// before it committed them (so uncommitted writes are lost, or partly kept, as the
+    /// `Storage` contract allows).
+    pub crash_mid_step: Option<NodeId>,
 }
 
 pub const ELECTION: u64 = 10;
@@ -239,6 +267,7 @@ impl Cluster {
             buf: Vec::new(),
             ranges: Vec::new(),
             delivered: 0,
+            crash_mid_step: None,
         };
         for pid in 1..=n {
             let config = Config {
@@ -356,6 +385,11 @@ impl Cluster {
             self.node(pid).tick().expect("tick");
         }
         self.deliver_due();
+        if let Some(pid) = self.crash_mid_step.take() {
+            if self.is_alive(pid) {
+                self.crash(pid);
+            }
+        }
         self.collect_outgoing();
         self.check();
     }
