@@ -46,6 +46,8 @@ pub(super) struct State {
     pub accepted_round: Ballot,
     pub decided_idx: u64,
     pub compacted_idx: u64,
+    /// The log length. In a record on disk: the length when it was written (entries
+    /// appended by later append-only commits follow it); in memory: the current length.
     pub log_len: u64,
     pub stopsign: Option<StopSign>,
 }

@@ -16,35 +16,60 @@
 //! # Atomic batches
 //!
 //! The **state file is the commit record**. It holds the promise, the accepted round, the
-//! decided and compacted indexes, the StopSign, a sequence number, and the committed log
-//! length `L`. It has two fixed-size slots, each a record protected by a magic, a version
-//! and a crc32c; a commit writes the new record over the slot that does *not* hold the
-//! newest one, in place, and fdatasyncs it, and opening takes the valid slot with the
+//! decided and compacted indexes, the StopSign, a sequence number, and the log length `L`
+//! when it was written. It has two fixed-size slots, each a record protected by a magic, a
+//! version and a crc32c; a commit writes the new record over the slot that does *not* hold
+//! the newest one, in place, and fdatasyncs it, and opening takes the valid slot with the
 //! highest sequence number (see `record.rs`). After a crash it is therefore either the old
-//! or the new record, never a torn one. Entries at index `>= L` in the commitlog were
-//! written by a batch that did not commit; opening drops them.
+//! or the new record, never a torn one.
+//!
+//! **The log is not all in the record.** A batch that only appends entries writes no record:
+//! its commit is the fdatasync of the segment data. Opening therefore takes the log to be
+//! the record's `L` entries *plus every whole, intact entry after them* (`segments::
+//! valid_end`: offsets in sequence, crc32c valid, read forward through the segments until
+//! the first torn or damaged message). This is the durability contract of the `Storage`
+//! trait: after a crash, a prefix of the entries a batch appended may be present although
+//! its `commit()` never returned (appended in order, so a prefix; each whole and
+//! checksummed), while every other write of the batch (promise, accepted round, decided
+//! index, StopSign, trim, truncation) is all-or-nothing and never durable without all the
+//! batch's appends (the log is synced before the record). It holds because **the log past
+//! `L` only ever grows between two records**: every physical cut of entries that a commit
+//! made durable belongs to an overwriting batch (below), which writes a redo file first and
+//! a new record last, and the cut (a commitlog truncate or the removal of whole segments) is
+//! made durable, by the fdatasync of the segment, which commits its new size, or the
+//! fsyncs of `segments::repair`, before that record is written. Entries a failed commit
+//! attempt left after the durable log are cut, and the cut synced, before a retry writes
+//! anything. So no entry cut by a truncation or an overwrite can be found intact after `L`.
+//! (The safety argument for Paxos: an entry that survives without its batch's commit is one
+//! the node accepted but never acknowledged.)
 //!
 //! Between two commits, writes stay in memory: the setters change an in-memory state,
 //! `append_entries` collects entries in a pending buffer, and `truncate` either shortens the
 //! pending buffer or lowers `keep`, the number of committed entries the batch keeps. Reads
 //! see all of it. `commit()` then applies the batch:
 //!
+//! Below, `L` is the durable log length (the record's, plus appends since).
+//!
 //! - **Appending batch** (`keep == L`): the pending entries are appended to the commitlog
 //!   (one `write` per chunk of up to 4 MiB, never one per entry; a chunk also holds no
 //!   more entries than commitlog's index can take in one append, see `index_room`), the
 //!   segment files written are fdatasynced (plus, for a segment that was closed during the
-//!   batch, its index, and the directory when a segment file was created), and only then
-//!   is the new commit record written. A crash before its fdatasync completes leaves the
-//!   old record (the slot being written may be torn, and is then ignored), whose `L` makes
-//!   the appended entries invisible; a crash after it leaves the whole batch.
+//!   batch, its index, and the directory when a segment file was created), and only then,
+//!   when the batch changed anything besides appending, is the new commit record written.
+//!   A crash before that record's fdatasync completes leaves the old record (the slot being
+//!   written may be torn, and is then ignored) and whatever prefix of the appended entries
+//!   reached the disk; a crash after it leaves the whole batch.
 //! - **Overwriting batch** (`keep < L`, a leader replacing a follower's suffix): committed
 //!   entries are about to be destroyed, so first the whole batch (the new state with
 //!   sequence number `seq + 1`, `keep`, and the new entries) is written to a checksummed
 //!   redo file (atomically, fsynced). Then the commitlog is truncated to `keep`, the entries
 //!   appended and synced, the commit record written, and the redo file removed. Opening
 //!   replays a redo file whose sequence number is above the record's (the commitlog below
-//!   `keep` is untouched by the batch, everything from `keep` on is rewritten), and deletes
-//!   one whose number is not (its batch completed). A torn record slot is no different
+//!   `keep` is untouched by the batch, everything from `keep` on is cut, whether intact or
+//!   not, and rewritten: the length comes from the redo file, never from the tail), and
+//!   deletes one whose number is not (its batch completed). Append-only commits do not
+//!   take sequence numbers, so a redo file is always ahead of every record but the one
+//!   that completes its batch. A torn record slot is no different
 //!   from a record never written: the older slot's number is below the redo file's, so the
 //!   batch is replayed. Sequence numbers are never reused, even after a failed record write
 //!   (which may have reached the disk). A damaged redo file is reported as `Corruption`: it
@@ -60,13 +85,15 @@
 //! commitlog 0.2 trusts its files: it panics on a segment without an index or an index of
 //! torn length, opens an index whose last entry is non-zero read-only (and then panics on
 //! the next append), and never reconciles a segment with its index after a crash. Before it
-//! sees the directory, `segments::repair` therefore: removes indexes without a segment and
-//! segments wholly after the committed length or wholly trimmed; checks every closed
-//! segment against its index (each entry's offset and position, and the last message ending
-//! at the end of the file), rebuilding the index from the segment when they disagree; reads
-//! the last segment message by message (offset and crc32c of each) up to the committed
-//! length, cuts off whatever follows, and rewrites its index when it differs. A committed
-//! entry that is missing or fails its checksum makes opening fail with `Corruption`.
+//! sees the directory, the log length is found (the redo file's `keep`, or the record's `L`
+//! extended by `segments::valid_end`) and `segments::repair` brings the directory to exactly
+//! that length: it removes indexes without a segment and segments wholly after the length
+//! or wholly trimmed; checks every closed segment against its index (each entry's offset
+//! and position, and the last message ending at the end of the file), rebuilding the index
+//! from the segment when they disagree; reads the last segment message by message (offset
+//! and crc32c of each) up to the length, cuts off whatever follows (a torn tail), and
+//! rewrites its index when it differs. An entry below the record's (or redo file's) length
+//! that is missing or fails its checksum makes opening fail with `Corruption`.
 //! `CommitLog::new` runs under `catch_unwind` as a last line of defence.
 //!
 //! Reads check each message's checksum (commitlog does, on every read), its offset (the
@@ -98,14 +125,16 @@
 //! crash of the process, not against a power loss.
 //!
 //! What a commit costs under `SyncPolicy::Always`, in fsync-like calls
-//! (`PersistentStorage::debug_sync_calls` counts them; a test checks the first two):
+//! (`PersistentStorage::debug_sync_calls` counts them; a test checks the first three):
 //!
-//! - **entries appended** (with or without state changes): 2, the fdatasync of the active
-//!   segment (which grew, so it also commits the file size), then that of the commit
-//!   record (one block overwritten in place: data only). The active segment's index is not
+//! - **entries appended, nothing else changed**: 1, the fdatasync of the active segment
+//!   (which grew, so it also commits the file size). The active segment's index is not
 //!   fsynced: commitlog writes it through a memory map, and opening rebuilds it from the
-//!   segment (the last segment is read message by message and its index rewritten when it
-//!   differs), so an index that lost writes in a power loss costs a rewrite, not data.
+//!   segment (the segments after the record's length are read message by message and the
+//!   last one's index rewritten when it differs), so an index that lost writes in a power
+//!   loss costs a rewrite, not data.
+//! - **entries appended and state changed**: 2, the segment, then the commit record (one
+//!   block overwritten in place: data only).
 //! - **only the state changed** (promise, accepted round, decided index, trim, StopSign):
 //!   1, the commit record.
 //! - **a batch that fills a segment**: 3 more, once per segment: the closed segment and its
@@ -162,7 +191,8 @@ fn corrupt(msg: String) -> StorageError {
 /// and the crash guarantees.
 ///
 /// Dropping it without a final [`Storage::commit`] discards the writes made since the last
-/// commit, exactly as a crash would. While it is open no other storage (in this or another
+/// commit (they are held in memory until then; a crash *during* a commit may leave a prefix
+/// of the batch's appended entries, see the module documentation). While it is open no other storage (in this or another
 /// process) can open the same directory.
 pub struct PersistentStorage {
     root: PathBuf,
@@ -234,8 +264,8 @@ pub fn open(
 
 impl PersistentStorage {
     /// Opens the storage in directory `path`, creating it when missing, and recovers from
-    /// whatever a crash left: uncommitted entries are dropped, a half-applied batch is
-    /// completed. Fails with `Locked` when another open storage (in this or another process)
+    /// whatever a crash left: a torn tail of appended entries is cut (the intact entries
+    /// before it are kept), a half-applied overwriting batch is completed. Fails with `Locked` when another open storage (in this or another process)
     /// holds the directory, with `Corruption` when committed data is damaged, with `Io` when
     /// the directory cannot be created, read or written. `segment_bytes` (at least 64, less
     /// than 4 GiB) is the size of one log segment file; an entry must fit in one.
@@ -264,7 +294,7 @@ impl PersistentStorage {
         remove_optional(&root.join(STATE_TMP))?;
         remove_optional(&root.join(format!("{REDO_FILE}.tmp")))?;
 
-        let (record, seq, committed) = match RecordFile::open(&root)? {
+        let (record, seq, mut committed) = match RecordFile::open(&root)? {
             Some(found) => found,
             None => {
                 if segments::holds_segments(&log_dir)? {
@@ -302,19 +332,27 @@ impl PersistentStorage {
                 if r.seq <= seq {
                     remove_optional(&redo_path)?;
                     None
-                } else if r.keep <= committed.log_len && r.keep >= committed.compacted_idx {
+                } else if r.keep >= committed.compacted_idx {
+                    // (`repair` checks that the log holds the `keep` entries)
                     Some(r)
                 } else {
                     return Err(corrupt(format!(
                         "{what} (sequence {}, keeps {} entries) does not follow the state file \
-                         (sequence {seq}, {} entries from {})",
-                        r.seq, r.keep, committed.log_len, committed.compacted_idx
+                         (sequence {seq}, entries from {})",
+                        r.seq, r.keep, committed.compacted_idx
                     )));
                 }
             }
         };
 
-        let target = redo.as_ref().map_or(committed.log_len, |r| r.keep);
+        // With an overwrite in flight the log is exactly the `keep` entries the redo file
+        // names (whatever follows is replaced); otherwise the record's length, extended by
+        // the intact entries appended since (append-only commits write no record).
+        let target = match &redo {
+            Some(r) => r.keep,
+            None => segments::valid_end(&log_dir, committed.log_len)?,
+        };
+        committed.log_len = target;
         let layout = segments::repair(&log_dir, target, committed.compacted_idx, always)?;
         let mut s = PersistentStorage {
             root,
@@ -694,7 +732,8 @@ impl PersistentStorage {
     /// One commit attempt (see the module documentation).
     fn commit_batch(&mut self) -> Result<(), StorageError> {
         let always = self.always();
-        let overwrites = self.keep < self.committed.log_len;
+        // (`redo_on_disk` here: a batch replayed at opening)
+        let overwrites = self.keep < self.committed.log_len || self.redo_on_disk;
         let next_seq = self.seq + 1;
         if overwrites && !self.redo_on_disk {
             let bytes = encode_redo(next_seq, &self.state, self.keep, &self.pending);
@@ -703,12 +742,18 @@ impl PersistentStorage {
         }
         if self.log.is_none() || self.disk_len != self.keep {
             self.cut_log(self.keep)?;
+            if !overwrites {
+                // Entries a failed attempt left after the durable log may differ from the
+                // ones about to be written: they must be durably gone before those are
+                // written, or a crash could leave a mix that no batch ever held.
+                self.sync_log()?;
+            }
         }
         if !self.pending.is_empty() {
             self.append_pending()?;
         }
         self.sync_log()?;
-        if overwrites || self.state != self.committed {
+        if overwrites || !same_but_length(&self.state, &self.committed) {
             // The new record may reach the disk even when this call fails (e.g. in the
             // fdatasync after the write): never reuse its sequence number.
             self.seq = next_seq;
@@ -811,6 +856,16 @@ impl PersistentStorage {
         }
         Ok(())
     }
+}
+
+/// Whether two states differ at most in the log length (a batch that only appends needs no
+/// commit record: opening finds the appended entries after the record's length).
+fn same_but_length(a: &State, b: &State) -> bool {
+    a.promise == b.promise
+        && a.accepted_round == b.accepted_round
+        && a.decided_idx == b.decided_idx
+        && a.compacted_idx == b.compacted_idx
+        && a.stopsign == b.stopsign
 }
 
 /// The size commitlog 0.2 grows an index memory map of `bytes` bytes to.
@@ -971,6 +1026,7 @@ impl Storage for PersistentStorage {
             && self.state == self.committed
             && self.log.is_some()
             && !self.needs_reclaim()
+            && !self.redo_on_disk
         {
             return Ok(());
         }

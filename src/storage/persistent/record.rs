@@ -20,10 +20,11 @@
 //!
 //! Opening cannot tell a torn slot from one damaged later (bit rot, a stray write): either
 //! way it falls back to the other valid slot, as LMDB does with its two meta pages. For a
-//! slot damaged after its commit returned, this rolls the storage back by one commit: the
-//! entries that commit appended are dropped as uncommitted, its state changes are lost (a
-//! promise included), and when it had cut or trimmed entries the older record still names,
-//! opening fails with `Corruption` instead. Only when neither slot is valid is the file
+//! slot damaged after its commit returned, this rolls the storage back by one commit: its
+//! state changes are lost (a promise included; the entries it appended are still found
+//! after the older record's log length, as after a crash before the record), and when it
+//! had cut or trimmed entries the older record still names, opening fails with
+//! `Corruption` instead. Only when neither slot is valid is the file
 //! refused with `Corruption`.
 //!
 //! The file is created whole (both slots, slot 0 holding the record, slot 1 zeros) as

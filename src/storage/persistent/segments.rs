@@ -459,6 +459,39 @@ pub(super) fn ensure_index_slack(dir: &Path, base: u64) -> Result<(), StorageErr
     Ok(())
 }
 
+/// The end of the log that opening keeps when no overwrite is in flight: at least `min_len`
+/// (the length in the commit record), extended by the entries appended since that record
+/// that are whole and intact. Reads forward from the segment holding entry `min_len`: a
+/// segment followed by another counts only when it holds all its entries (up to the next
+/// base); the first torn or damaged message, or a missing or short segment, ends the log.
+/// Only reads; [`repair`] then cuts the directory to the length returned (which is
+/// `min_len` when fewer entries than that are intact: `repair` reports it).
+pub(super) fn valid_end(dir: &Path, min_len: u64) -> Result<u64, StorageError> {
+    let listing = list(dir)?;
+    let Some(&start) = listing.segments.range(..=min_len).next_back() else {
+        return Ok(min_len);
+    };
+    let mut base = start;
+    loop {
+        let next = listing
+            .segments
+            .range(base.saturating_add(1)..)
+            .next()
+            .copied();
+        let limit = next.map_or(u64::MAX, |n| n - base);
+        let scan = scan_segment(&segment_path(dir, base), base, limit)?;
+        let end = if scan.magic_ok {
+            base + scan.count
+        } else {
+            base
+        };
+        match next {
+            Some(n) if scan.magic_ok && end == n => base = n,
+            _ => return Ok(end.max(min_len)),
+        }
+    }
+}
+
 /// Checks and repairs the log directory so that it holds exactly the entries
 /// `compacted..target` (and possibly some trimmed ones before), everything after `target` being
 /// dropped. Fails with `Corruption` when an entry below `target` that is not trimmed is
