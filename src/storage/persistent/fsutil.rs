@@ -59,6 +59,17 @@ pub(super) fn write_atomic(
     bytes: &[u8],
     sync: bool,
 ) -> Result<(), StorageError> {
+    write_atomic_padded(dir, name, bytes, 0, sync)
+}
+
+/// [`write_atomic`], with the file extended by `zeros` zero bytes after `bytes` (sparse).
+pub(super) fn write_atomic_padded(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    zeros: u64,
+    sync: bool,
+) -> Result<(), StorageError> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
     let mut f = OpenOptions::new()
@@ -68,6 +79,10 @@ pub(super) fn write_atomic(
         .open(&tmp)
         .map_err(|e| io_err("create", &tmp, e))?;
     f.write_all(bytes).map_err(|e| io_err("write", &tmp, e))?;
+    if zeros > 0 {
+        f.set_len(bytes.len() as u64 + zeros)
+            .map_err(|e| io_err("resize", &tmp, e))?;
+    }
     if sync {
         fdatasync(&f, &tmp)?;
     }

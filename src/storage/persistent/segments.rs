@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use commitlog::{CommitLog, LogOptions};
 
-use super::fsutil::{io_err, remove_optional, sync_dir, sync_path};
+use super::fsutil::{
+    io_err, read_optional, remove_optional, sync_dir, sync_path, write_atomic_padded,
+};
 use crate::errors::{StorageError, StorageErrorKind};
 
 /// The first bytes of every segment file.
@@ -253,21 +255,9 @@ fn scan_segment(path: &Path, base: u64, limit: u64) -> Result<Scan, StorageError
 }
 
 /// Writes an index file: `entries` followed by `zeros` zero bytes (via a temporary file and
-/// a rename).
+/// a rename; not synced here: opening rebuilds an index that disagrees with its segment).
 fn write_index(dir: &Path, base: u64, entries: &[u8], zeros: u64) -> Result<(), StorageError> {
-    let path = index_path(dir, base);
-    let tmp = dir.join(format!("{base:020}.index.tmp"));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| io_err("create", &tmp, e))?;
-    f.write_all(entries).map_err(|e| io_err("write", &tmp, e))?;
-    f.set_len(entries.len() as u64 + zeros)
-        .map_err(|e| io_err("resize", &tmp, e))?;
-    drop(f);
-    fs::rename(&tmp, &path).map_err(|e| io_err("rename into place", &path, e))
+    write_atomic_padded(dir, &format!("{base:020}.index"), entries, zeros, false)
 }
 
 /// Sets the length of a file.
@@ -281,11 +271,7 @@ fn set_file_len(path: &Path, len: u64) -> Result<(), StorageError> {
 
 /// Reads an index file; `None` when it does not exist.
 fn read_index(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
-    match fs::read(path) {
-        Ok(b) => Ok(Some(b)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err("read", path, e)),
-    }
+    read_optional(path)
 }
 
 /// Checks a closed segment of `n` committed entries and its index; rebuilds the index from the
