@@ -374,6 +374,13 @@ enum omnipaxos_result omnipaxos_handle_incoming(struct omnipaxos_node *node,
  * the node's pending writes durable (one fsync for all), so messages are released only
  * after what they promise is on disk.
  *
+ * **Call it until `*count` is 0.** A leader on storage that fsyncs returns its new
+ * entries' messages to the followers *before* it fsyncs its own copy (they promise nothing
+ * about its disk), and the next call fsyncs: sending in between lets the followers' disk
+ * writes overlap the leader's, so an entry is decided after about one fsync instead of
+ * two. A caller that takes messages once per event is still correct; the leader's fsync
+ * then waits for that next call.
+ *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*` (no message is
  * released; retry later). On error `*msgs` and `*count` are not written. Thread-safe, but
  * when two threads take messages from one node each invalidates the other's array: let
@@ -411,8 +418,12 @@ enum omnipaxos_result omnipaxos_election_timeout(struct omnipaxos_node *node);
 
 /**
  * The decided index: entries `0 .. *out - 1` are decided (`*out` entries in all, trimmed
- * ones included). It never decreases. With persistent storage, pending writes are made
- * durable first, so the index reported survives a crash.
+ * ones included). It never decreases while the node runs. With persistent storage,
+ * pending writes are made durable first, so every entry reported decided is on this
+ * node's disk (and a majority's) and survives a crash. The index itself is written
+ * lazily (at the latest one resend period later, like Raft's commit index): after a crash
+ * and `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings
+ * the node up to date; a decided entry never changes.
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
  *

@@ -124,8 +124,18 @@ impl OmniPaxos {
     /// call) and moves the outgoing messages into `out` (appended; `out` is not cleared, so
     /// its allocation can be reused). On a storage error no Paxos message is released; the
     /// call can be retried.
+    ///
+    /// One exception lets a leader's disk write overlap its followers': when the storage's
+    /// commit waits for the disk and the leader has new entries whose messages promise
+    /// nothing about its own disk (AcceptDecide, Decide), the call returns those *first*,
+    /// without committing, and the next call commits. So call it until it returns nothing
+    /// (at least once more after sending what it returned).
     pub fn take_outgoing(&mut self, out: &mut Vec<Message>) -> Result<()> {
         self.sp.flush()?;
+        if self.sp.take_before_commit(out) {
+            self.ble.take_outgoing(out);
+            return Ok(());
+        }
         self.sp.commit()?;
         self.ble.take_outgoing(out);
         self.sp.take_outgoing(out);
@@ -167,6 +177,7 @@ impl OmniPaxos {
         if self.ticks % self.config.resend_tick_timeout == 0 {
             self.ble.resend();
             self.sp.resend()?;
+            self.sp.sync_decided_soon();
         }
         Ok(())
     }
@@ -197,7 +208,9 @@ impl OmniPaxos {
     }
 
     /// The decided index: entries `0..decided_idx()` are decided. Commits pending writes
-    /// first, so the index reported is durable.
+    /// first, so the entries reported are durable in this node's log. The index itself is
+    /// durable lazily: after a crash and [`OmniPaxos::fail_recovery`] it may be lower than
+    /// it was until the leader tells the node again (the entries never change).
     pub fn decided_idx(&mut self) -> Result<u64> {
         self.sp.commit()?;
         Ok(self.sp.visible_decided_idx())

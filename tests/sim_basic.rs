@@ -243,3 +243,35 @@ fn trim_compacts_every_log_and_replication_goes_on() {
         assert!(c.node(p).compacted_idx() >= 500, "node {p}");
     }
 }
+
+#[test]
+fn leader_sends_accepts_before_its_own_commit_and_decides_after_it() {
+    use omnipaxos::messages::{Body, PaxosMessage};
+    let mut c = Cluster::new(3, 5, |_| 0);
+    c.elect(3 * ELECTION).expect("a leader");
+    let leader = c.accepting_leader().expect("an accepting leader");
+    c.run(5);
+    let storage = c.storages[&leader].clone();
+    let decided = c.node(leader).decided_idx().unwrap();
+    let before = storage.commits();
+    c.propose(leader).unwrap();
+    let node = c.node(leader);
+    let mut out = Vec::new();
+    node.take_outgoing(&mut out).unwrap();
+    let accepts = out
+        .iter()
+        .filter(|m| matches!(m.body, Body::Paxos(PaxosMessage::AcceptDecide { .. })))
+        .count();
+    assert_eq!(accepts, 2, "one AcceptDecide per follower: {out:?}");
+    assert_eq!(
+        storage.commits(),
+        before,
+        "sent before the leader's own commit"
+    );
+    out.clear();
+    node.take_outgoing(&mut out).unwrap();
+    assert_eq!(storage.commits(), before + 1, "the next call commits");
+    assert!(out.is_empty(), "nothing else to send yet: {out:?}");
+    // The followers' Accepted (re-sent by the cluster's own delivery) decide the entry.
+    all_nodes_decided(&mut c, decided + 1, 50);
+}

@@ -9,8 +9,14 @@
 //!
 //! Durability: every write goes to [`Storage`] at once, but no Promise or Accepted leaves
 //! the node before [`SequencePaxos::commit`] has made the writes durable (the facade
-//! commits when outgoing messages are taken), and the decided index the user sees is the
-//! one of the last commit.
+//! commits when outgoing messages are taken), and the user sees an entry decided only once
+//! it is durable in this node's log (and, by the protocol, in a majority's). The decided
+//! index itself is lazily durable (see [`crate::storage`]): it is synced with the next
+//! commit that writes anything else, or at the next resend tick, and what a follower
+//! reports of it in Accepted (used to bound trimming) is only ever the durable one. The
+//! leader sends its AcceptDecide and Decide messages before its own commit when that
+//! commit waits for the disk (see [`SequencePaxos::take_before_commit`]), so its fsync and
+//! the followers' overlap; it counts its own log only once it is durable.
 
 mod follower;
 mod leader;
@@ -139,6 +145,12 @@ pub struct SequencePaxos {
     visible_decided: u64,
     /// The log length as of the last successful commit.
     durable_log_len: u64,
+    /// The next commit also makes the decided index durable (set on resend ticks).
+    decided_sync_due: bool,
+    /// The durable decided index the last Accepted sent reported.
+    reported_decided: u64,
+    /// Messages were released before the pending commit (at most once in a row).
+    released_early: bool,
     ls: LeaderState,
     /// Leader: entries appended since the last flush (not yet in storage).
     batch: Entries,
@@ -180,6 +192,9 @@ impl SequencePaxos {
             stopsign: None,
             visible_decided: 0,
             durable_log_len: 0,
+            decided_sync_due: false,
+            reported_decided: 0,
+            released_early: false,
             ls: LeaderState::default(),
             batch: Entries::new(),
             buffer: Entries::new(),
@@ -220,6 +235,8 @@ impl SequencePaxos {
         self.batch.clear();
         self.accepted_pending = false;
         self.acks_pending.clear();
+        self.decided_sync_due = false;
+        self.released_early = false;
         self.forwarding.sent_upto = self.forwarding.first_seq;
         self.log("recovered from storage; waiting for a leader to bring this node up to date");
     }
@@ -575,11 +592,14 @@ impl SequencePaxos {
         if self.accepted_pending && self.role == Role::Follower && self.phase == Phase::Accept {
             self.accepted_pending = false;
             let n = self.promise;
+            // Only the durable decided index: the leader trims below the lowest one.
+            let decided_idx = self.storage.durable_decided_idx().min(self.decided_idx);
+            self.reported_decided = decided_idx;
             let msg = PaxosMessage::Accepted {
                 n,
                 accepted_idx: self.log_len,
                 // Released only after the commit that makes it durable.
-                decided_idx: self.decided_idx,
+                decided_idx,
             };
             self.send(n.pid, msg);
         }
@@ -590,17 +610,67 @@ impl SequencePaxos {
         Ok(())
     }
 
-    /// Makes all writes durable. After it succeeds, the leader counts its own log as
-    /// accepted and the decided index of this commit becomes visible.
+    /// Makes all writes durable (the decided index lazily, see the module documentation).
+    /// After it succeeds, the leader counts its own log as accepted, and decided entries
+    /// that are in the durable log become visible.
     pub fn commit(&mut self) -> std::result::Result<(), StorageError> {
-        self.storage.commit()?;
+        if self.decided_sync_due {
+            self.storage.sync_decided()?;
+            self.decided_sync_due = false;
+        } else {
+            self.storage.commit()?;
+        }
+        self.released_early = false;
         self.durable_log_len = self.log_len;
-        self.visible_decided = self.storage.decided_idx();
         if self.role == Role::Leader && self.phase == Phase::Accept {
             self.try_decide();
             self.send_decide_if_pending();
         }
+        self.visible_decided = self
+            .visible_decided
+            .max(self.decided_idx.min(self.durable_log_len));
+        if self.role == Role::Follower
+            && self.phase == Phase::Accept
+            && self.storage.durable_decided_idx().min(self.decided_idx) > self.reported_decided
+        {
+            // Tell the leader how far it may trim.
+            self.accepted_pending = true;
+        }
         Ok(())
+    }
+
+    /// Asks the next commit to make the decided index durable if it lags (called on
+    /// resend ticks, so a lazy decided index is synced within one resend period).
+    pub fn sync_decided_soon(&mut self) {
+        if self.storage.durable_decided_idx() < self.decided_idx {
+            self.decided_sync_due = true;
+        }
+    }
+
+    /// At a leader whose commit waits for the disk and whose log has entries not yet
+    /// durable: moves the outgoing messages into `out` *without* committing, when they are
+    /// all AcceptDecide or Decide (which promise nothing about this node's disk), so that
+    /// the followers write while this node does. Returns whether it did; the next commit
+    /// then follows. At most once between two commits, so the leader's own log is synced
+    /// at least every other call.
+    pub fn take_before_commit(&mut self, out: &mut Vec<Message>) -> bool {
+        let eligible = self.role == Role::Leader
+            && self.phase == Phase::Accept
+            && !self.released_early
+            && self.log_len > self.durable_log_len
+            && !self.outgoing.is_empty()
+            && self.storage.commit_waits_for_disk()
+            && self.outgoing.iter().all(|m| {
+                matches!(
+                    m.body,
+                    Body::Paxos(PaxosMessage::AcceptDecide { .. } | PaxosMessage::Decide { .. })
+                )
+            });
+        if eligible {
+            self.released_early = true;
+            out.append(&mut self.outgoing);
+        }
+        eligible
     }
 
     /// Moves the outgoing messages into `out`.
@@ -641,7 +711,7 @@ impl SequencePaxos {
                 }
             )));
         }
-        let mut min_all = self.visible_decided;
+        let mut min_all = self.storage.durable_decided_idx().min(self.decided_idx);
         for (i, p) in self.ls.peers.iter().enumerate() {
             match p.accepted_idx {
                 Some(_) => min_all = min_all.min(p.decided_idx),

@@ -7,15 +7,24 @@
 //!   in order) — an implementation may make appends durable before the rest, so that a batch
 //!   of appends alone costs one sync;
 //! - of every other write (promise, accepted round, decided index, StopSign, trim, truncate),
-//!   all or nothing, and never any of it without all of the batch's appends.
+//!   all or nothing, and never any of it without all of the batch's appends;
+//! - except that the **decided index is lazy**: a commit may leave a new decided index
+//!   undurable when it is the batch's only change besides appends (so that deciding costs no
+//!   sync of its own). It becomes durable with the next commit that writes anything else, or
+//!   with [`Storage::sync_decided`]; [`Storage::durable_decided_idx`] tells how far it is.
+//!   After a crash the decided index re-opens somewhere between the two: a lower bound of
+//!   what was decided, which the node learns again from the leader. This is Raft's
+//!   `commitIndex`, kept volatile for the same reason: an entry is decided (chosen) once a
+//!   majority has durably accepted it, whatever any one node remembers of that fact.
 //!
 //! A surviving prefix is safe for Paxos: those are entries the node accepted but never
 //! acknowledged. If the batch also moved the accepted round (an AcceptSync that only extends
 //! the log), they come back under the older round; reporting a lower round for entries of a
 //! valid log is safe, since anything chosen in the newer round was acknowledged by a majority
 //! that did record it. The simulated-cluster tests crash nodes under exactly this model. The node
-//! commits before it sends any Promise or Accepted and before it reports a decided index,
-//! so one fsync serves all the messages handled since the previous commit (group commit).
+//! commits before it sends any Promise or Accepted and before it reports entries decided (they
+//! are then on its disk, and on a majority's), so one fsync serves all the messages handled
+//! since the previous commit (group commit).
 //!
 //! Reads see every write made so far, committed or not.
 
@@ -58,10 +67,27 @@ pub trait Storage: Send {
     /// The round in which the log was last accepted.
     fn accepted_round(&self) -> Ballot;
 
-    /// Records the decided index.
+    /// Records the decided index. A commit may leave this write alone undurable (see the
+    /// module documentation: the decided index is lazy).
     fn set_decided_idx(&mut self, idx: u64) -> Result<(), StorageError>;
     /// The decided index.
     fn decided_idx(&self) -> u64;
+    /// The decided index as of the last commit that made it durable (a crash cannot take
+    /// the decided index below it). The default: every commit makes it durable.
+    fn durable_decided_idx(&self) -> u64 {
+        self.decided_idx()
+    }
+    /// Like [`Storage::commit`], and makes the decided index durable too. The default:
+    /// `commit` already does.
+    fn sync_decided(&mut self) -> Result<(), StorageError> {
+        self.commit()
+    }
+    /// Whether `commit` waits for the disk (an fsync). The node then sends the leader's
+    /// replication messages before its own commit, so that its disk write and the
+    /// followers' overlap. The default: no (a commit is cheap).
+    fn commit_waits_for_disk(&self) -> bool {
+        false
+    }
 
     /// Records (or clears) the accepted StopSign.
     fn set_stopsign(&mut self, ss: Option<StopSign>) -> Result<(), StorageError>;
@@ -109,6 +135,15 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn decided_idx(&self) -> u64 {
         (**self).decided_idx()
+    }
+    fn durable_decided_idx(&self) -> u64 {
+        (**self).durable_decided_idx()
+    }
+    fn sync_decided(&mut self) -> Result<(), StorageError> {
+        (**self).sync_decided()
+    }
+    fn commit_waits_for_disk(&self) -> bool {
+        (**self).commit_waits_for_disk()
     }
     fn set_stopsign(&mut self, ss: Option<StopSign>) -> Result<(), StorageError> {
         (**self).set_stopsign(ss)

@@ -379,8 +379,11 @@ class OmniPaxos:
     def outgoing(self) -> List[Tuple[int, bytes]]:
         """Takes the messages to send: a list of ``(receiver pid, bytes)``.
 
-        Pending storage writes are committed first. The bytes are copied out of the
-        library, so the list stays valid.
+        Pending storage writes are committed first, with one exception: a leader on storage
+        that fsyncs returns its new entries' messages before it fsyncs them itself, and the
+        next call fsyncs. So send what this returns and call it again until it returns an
+        empty list: the followers then write while the leader does. The bytes are copied
+        out of the library, so the list stays valid.
         """
         lib = self._lib
         arr = ctypes.POINTER(_ffi.COutgoing)()
@@ -432,7 +435,10 @@ class OmniPaxos:
 
     @property
     def decided_idx(self) -> int:
-        """The decided index: entries ``0 .. decided_idx - 1`` are decided."""
+        """The decided index: entries ``0 .. decided_idx - 1`` are decided (and in this
+        node's durable log). It never decreases while the node runs; it is written to disk
+        lazily, so after a crash and :meth:`fail_recovery` it may restart lower until the
+        leader brings the node up to date (decided entries never change)."""
         return self._get_u64(self._lib.omnipaxos_decided_idx)
 
     def _leader(self) -> Tuple[int, Ballot]:

@@ -8,15 +8,16 @@ middle of storage writes. It writes what it knows to files in ``--dir`` (``N`` i
 
 * ``nN.gG.recovered``: written once at start, right after the node was created from its
   storage (and ``fail_recovery()`` was called), before any message is exchanged: the whole
-  decided log as ``idx<TAB>hex`` lines, then ``END<TAB><decided_idx>``. This is what the
-  node holds on disk.
+  log as ``idx<TAB>hex`` lines, then ``END<TAB><decided_idx><TAB><log length>``. This is
+  what the node holds on disk. (The decided index is durable lazily, so it may be below
+  what the node reported before a kill; the entries must all be there.)
 * ``nN.gG.report``: the entries the node saw decided after that, as ``idx<TAB>hex`` lines,
   appended and fsynced after every loop iteration, strictly *after* the library reported
   them decided. After a SIGKILL it is therefore a lower bound of what the library reported
   decided before the kill (a torn last line, without its newline, is ignored by the test).
 * ``nN.status``: a small JSON object replaced atomically every ~50 ms (leader,
   decided_idx, ...), read by the test to pick a victim and to watch progress.
-* ``nN.gG.final``: on SIGTERM, the whole decided log like ``.recovered``; then the process
+* ``nN.gG.final``: on SIGTERM, the whole log like ``.recovered``; then the process
   exits 0.
 
 SIGUSR1 stops the appends (the test then waits for the nodes to agree on one log).
@@ -79,9 +80,15 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def dump_log(node: omnipaxos.OmniPaxos, path: str) -> int:
-    """Writes the whole decided log to ``path`` (fsynced), then ``END<TAB>decided_idx``."""
+    """Writes the whole log to ``path`` (fsynced), decided entries first, then
+    ``END<TAB>decided_idx<TAB>log_len``; returns the decided index."""
     decided = node.decided_idx
     entries = node.read_decided(0)[:decided]
+    while True:  # the undecided tail (the decided index is lazily durable)
+        e = node.read_entry(len(entries))
+        if e is None or e.kind != omnipaxos.EntryKind.UNDECIDED:
+            break
+        entries.append(e.data)
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -91,13 +98,13 @@ def dump_log(node: omnipaxos.OmniPaxos, path: str) -> int:
             if len(chunk) >= 4096:
                 write_all(fd, "".join(chunk).encode())
                 chunk.clear()
-        chunk.append(f"END\t{len(entries)}\n")
+        chunk.append(f"END\t{decided}\t{len(entries)}\n")
         write_all(fd, "".join(chunk).encode())
         os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, path)
-    return len(entries)
+    return decided
 
 
 class Link:

@@ -133,10 +133,14 @@
 //!   segment (the segments after the record's length are read message by message and the
 //!   last one's index rewritten when it differs), so an index that lost writes in a power
 //!   loss costs a rewrite, not data.
-//! - **entries appended and state changed**: 2, the segment, then the commit record (one
-//!   block overwritten in place: data only).
-//! - **only the state changed** (promise, accepted round, decided index, trim, StopSign):
-//!   1, the commit record.
+//! - **entries appended and the decided index moved**: 1, as above: the decided index is
+//!   lazy (see [`crate::storage`]); it goes to disk with the next commit record, or with
+//!   [`Storage::sync_decided`] (which the node calls once per resend period when it lags).
+//! - **only the decided index moved**: 0 (1 with `sync_decided`).
+//! - **entries appended and other state changed**: 2, the segment, then the commit record
+//!   (one block overwritten in place: data only).
+//! - **only the state changed** (promise, accepted round, trim, StopSign): 1, the commit
+//!   record.
 //! - **a batch that fills a segment**: 3 more, once per segment: the closed segment and its
 //!   index (closed segments get a lighter check at opening than the last one, so their
 //!   index is made durable when they close), and the log directory for the new segment.
@@ -729,8 +733,9 @@ impl PersistentStorage {
         self.open_log()
     }
 
-    /// One commit attempt (see the module documentation).
-    fn commit_batch(&mut self) -> Result<(), StorageError> {
+    /// One commit attempt (see the module documentation). `with_decided`: write the commit
+    /// record when only the decided index changed (otherwise that change stays lazy).
+    fn commit_batch(&mut self, with_decided: bool) -> Result<(), StorageError> {
         let always = self.always();
         // (`redo_on_disk` here: a batch replayed at opening)
         let overwrites = self.keep < self.committed.log_len || self.redo_on_disk;
@@ -753,7 +758,11 @@ impl PersistentStorage {
             self.append_pending()?;
         }
         self.sync_log()?;
-        if overwrites || !same_but_length(&self.state, &self.committed) {
+        let decided_moved = self.state.decided_idx != self.committed.decided_idx;
+        let write_record = overwrites
+            || !same_but_length_and_decided(&self.state, &self.committed)
+            || (with_decided && decided_moved);
+        if write_record {
             // The new record may reach the disk even when this call fails (e.g. in the
             // fdatasync after the write): never reuse its sequence number.
             self.seq = next_seq;
@@ -764,10 +773,44 @@ impl PersistentStorage {
             let _ = remove_optional(&self.root.join(REDO_FILE));
             self.redo_on_disk = false;
         }
+        let durable_decided = if write_record {
+            self.state.decided_idx
+        } else {
+            self.committed.decided_idx
+        };
         self.committed = self.state.clone();
+        // A decided index not written stays lazy: `committed` keeps the one on disk.
+        self.committed.decided_idx = durable_decided;
         self.keep = self.state.log_len;
         self.pending.clear();
         Ok(())
+    }
+
+    /// `Storage::commit` (`with_decided`: `Storage::sync_decided`).
+    fn commit_inner(&mut self, with_decided: bool) -> Result<(), StorageError> {
+        let log_changed = self.keep != self.committed.log_len || !self.pending.is_empty();
+        let decided_due = with_decided && self.state.decided_idx != self.committed.decided_idx;
+        if !log_changed
+            && !decided_due
+            && same_but_length_and_decided(&self.state, &self.committed)
+            && self.log.is_some()
+            && !self.needs_reclaim()
+            && !self.redo_on_disk
+        {
+            return Ok(());
+        }
+        match self.commit_batch(with_decided) {
+            Ok(()) => self.reclaim(),
+            Err(e) => {
+                // Best effort: put the commitlog back in a usable state for reads and for
+                // the retry (only entries the batch does not keep are dropped).
+                let safe = self.keep == self.committed.log_len || self.redo_on_disk;
+                if self.log.is_none() && safe {
+                    let _ = self.rebuild_log(self.keep);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Marks the batch as changed since the redo file was written.
@@ -860,10 +903,11 @@ impl PersistentStorage {
 
 /// Whether two states differ at most in the log length (a batch that only appends needs no
 /// commit record: opening finds the appended entries after the record's length).
-fn same_but_length(a: &State, b: &State) -> bool {
+/// Whether two states differ at most in the log length and the decided index (the changes
+/// an append-only commit makes durable without a commit record).
+fn same_but_length_and_decided(a: &State, b: &State) -> bool {
     a.promise == b.promise
         && a.accepted_round == b.accepted_round
-        && a.decided_idx == b.decided_idx
         && a.compacted_idx == b.compacted_idx
         && a.stopsign == b.stopsign
 }
@@ -1021,26 +1065,18 @@ impl Storage for PersistentStorage {
     }
 
     fn commit(&mut self) -> Result<(), StorageError> {
-        let log_changed = self.keep != self.committed.log_len || !self.pending.is_empty();
-        if !log_changed
-            && self.state == self.committed
-            && self.log.is_some()
-            && !self.needs_reclaim()
-            && !self.redo_on_disk
-        {
-            return Ok(());
-        }
-        match self.commit_batch() {
-            Ok(()) => self.reclaim(),
-            Err(e) => {
-                // Best effort: put the commitlog back in a usable state for reads and for
-                // the retry (only entries the batch does not keep are dropped).
-                let safe = self.keep == self.committed.log_len || self.redo_on_disk;
-                if self.log.is_none() && safe {
-                    let _ = self.rebuild_log(self.keep);
-                }
-                Err(e)
-            }
-        }
+        self.commit_inner(false)
+    }
+
+    fn durable_decided_idx(&self) -> u64 {
+        self.committed.decided_idx
+    }
+
+    fn sync_decided(&mut self) -> Result<(), StorageError> {
+        self.commit_inner(true)
+    }
+
+    fn commit_waits_for_disk(&self) -> bool {
+        self.always()
     }
 }
