@@ -42,6 +42,8 @@ cargo build --release --quiet --manifest-path "$PEER_DIR/Cargo.toml"
 CC="${CC:-cc}"
 "$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -I"$REPO/include" \
     "$BENCHES/c/throughput.c" -L"$LIB_DIR" -lomnipaxos -Wl,-rpath,"$LIB_DIR" -o "$BIN_DIR/throughput"
+"$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -pthread -I"$REPO/include" \
+    "$BENCHES/c/durable.c" -L"$LIB_DIR" -lomnipaxos -Wl,-rpath,"$LIB_DIR" -o "$BIN_DIR/durable"
 "$CC" -std=c11 -O2 -Wall -Wextra -Wpedantic -Werror "$BENCHES/c/fsync.c" -o "$BIN_DIR/fsync"
 
 echo "== Python environment ($VENV) =="

@@ -153,6 +153,7 @@
 //! - **nothing changed**: 0.
 
 mod format;
+mod frame;
 mod fsutil;
 mod record;
 mod segments;
@@ -163,10 +164,11 @@ use std::mem;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use commitlog::message::{MessageBuf, MessageSet};
+use commitlog::message::MessageSet;
 use commitlog::{CommitLog, ReadError, ReadLimit};
 
 use self::format::{decode_redo, encode_redo, State};
+use self::frame::Framed;
 use self::fsutil::{
     io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic, DirLock,
 };
@@ -186,6 +188,81 @@ const MIN_SEGMENT_BYTES: usize = 64;
 const MAX_SEGMENT_BYTES: u64 = u32::MAX as u64;
 /// Largest chunk of entries handed to commitlog in one append (one `write`).
 const CHUNK_BYTES: u64 = 4 << 20;
+/// Bytes of recently committed entries kept in memory for reads (see `RecentEntries`).
+const RECENT_BYTES: usize = 4 << 20;
+
+/// The most recently committed entries, kept in memory so that reading what was just
+/// decided (what applications do) does not go back to the commitlog and re-check every
+/// message's checksum. Two generations: `new` grows; when it holds half of
+/// `RECENT_BYTES` it becomes `old`, and the previous `old`'s buffers, cleared, become the
+/// next `new`: after the first two generations no allocation (and no page fault) is made.
+#[derive(Default)]
+struct RecentEntries {
+    /// Global index of `old`'s first entry (`new` follows `old`).
+    start: u64,
+    old: Entries,
+    new: Entries,
+}
+
+impl RecentEntries {
+    fn start(&self) -> u64 {
+        self.start
+    }
+
+    fn end(&self) -> u64 {
+        self.start + (self.old.len() + self.new.len()) as u64
+    }
+
+    /// Forgets everything; the next entries remembered start at `at`.
+    fn reset(&mut self, at: u64) {
+        self.old.clear();
+        self.new.clear();
+        self.start = at;
+    }
+
+    /// Remembers `entries` (copied), committed at `at..`.
+    fn remember(&mut self, at: u64, entries: &Entries) {
+        if at != self.end() {
+            self.reset(at);
+        }
+        self.new.extend_from(entries);
+        if self.new.byte_len() + 8 * self.new.len() >= RECENT_BYTES / 2 {
+            self.start += self.old.len() as u64;
+            mem::swap(&mut self.old, &mut self.new);
+            self.new.clear();
+        }
+    }
+
+    /// Drops every entry from `len` on.
+    fn cut(&mut self, len: u64) {
+        let mid = self.start + self.old.len() as u64;
+        if len <= self.start {
+            self.reset(len);
+        } else if len < mid {
+            self.old.truncate((len - self.start) as usize);
+            self.new.clear();
+        } else if len < self.end() {
+            self.new.truncate((len - mid) as usize);
+        }
+    }
+
+    /// Appends entries `from..to` to `out`; the range must lie in `start()..end()`.
+    fn read(&self, from: u64, to: u64, out: &mut Entries) {
+        let mid = self.start + self.old.len() as u64;
+        if from < mid {
+            let hi = to.min(mid);
+            out.extend_from_range(
+                &self.old,
+                (from - self.start) as usize,
+                (hi - self.start) as usize,
+            );
+        }
+        if to > mid {
+            let lo = from.max(mid);
+            out.extend_from_range(&self.new, (lo - mid) as usize, (to - mid) as usize);
+        }
+    }
+}
 
 fn corrupt(msg: String) -> StorageError {
     StorageError::new(StorageErrorKind::Corruption, msg)
@@ -241,10 +318,12 @@ pub struct PersistentStorage {
     keep: u64,
     /// Entries appended in this batch, at `keep..`.
     pending: Entries,
+    /// Recently committed entries (below `keep`), for reads.
+    recent: RecentEntries,
     /// Whether the redo file on disk describes the current batch.
     redo_on_disk: bool,
     /// Reused append buffer.
-    msgbuf: MessageBuf,
+    msgbuf: Framed,
     /// Message bytes and count seen, to size reads.
     stat_bytes: u64,
     stat_msgs: u64,
@@ -384,8 +463,9 @@ impl PersistentStorage {
             keep: committed.log_len,
             committed,
             pending: Entries::new(),
+            recent: RecentEntries::default(),
             redo_on_disk: false,
-            msgbuf: MessageBuf::default(),
+            msgbuf: Framed::default(),
         };
         s.open_log()?;
         if let Some(r) = redo {
@@ -573,34 +653,32 @@ impl PersistentStorage {
         r
     }
 
-    fn append_chunks(
-        &mut self,
-        pending: &Entries,
-        buf: &mut MessageBuf,
-    ) -> Result<(), StorageError> {
+    fn append_chunks(&mut self, pending: &Entries, buf: &mut Framed) -> Result<(), StorageError> {
         let max = self.segment_bytes as u64;
         buf.clear();
+        buf.reserve(
+            pending.byte_len().min(CHUNK_BYTES as usize) + MSG_HEADER as usize * pending.len(),
+        );
         let (mut bytes, mut count) = (0u64, 0u64);
+        // Room left in the active segment and its index (they change only when a chunk is
+        // appended or the segment rolls).
+        let mut space = max.saturating_sub(self.write_pos);
+        let mut room = self.index_room();
         for e in pending.iter() {
             let m = MSG_HEADER + e.len() as u64;
-            if count > 0
-                && (self.write_pos + bytes + m > max
-                    || bytes + m > CHUNK_BYTES
-                    || count >= self.index_room())
-            {
+            if count > 0 && (bytes + m > space || bytes + m > CHUNK_BYTES || count >= room) {
                 self.append_chunk(buf, bytes, count)?;
                 bytes = 0;
                 count = 0;
+                space = max.saturating_sub(self.write_pos);
+                room = self.index_room();
             }
-            if count == 0 && self.write_pos + m > max {
+            if count == 0 && m > space {
                 self.roll()?;
+                space = max.saturating_sub(self.write_pos);
+                room = self.index_room();
             }
-            buf.push(e).map_err(|e| {
-                StorageError::new(
-                    StorageErrorKind::Io,
-                    format!("cannot frame a log entry: {e:?}"),
-                )
-            })?;
+            buf.push(self.disk_len + count, e);
             bytes += m;
             count += 1;
         }
@@ -612,7 +690,7 @@ impl PersistentStorage {
 
     fn append_chunk(
         &mut self,
-        buf: &mut MessageBuf,
+        buf: &mut Framed,
         bytes: u64,
         count: u64,
     ) -> Result<(), StorageError> {
@@ -624,7 +702,7 @@ impl PersistentStorage {
             .as_mut()
             .ok_or_else(|| StorageError::new(StorageErrorKind::Io, "the commit log is not open"))?;
         self.log_unsynced = true;
-        match catch_unwind(AssertUnwindSafe(|| log.append(buf))) {
+        match catch_unwind(AssertUnwindSafe(|| log.append_with_offsets(&*buf))) {
             Ok(Ok(range)) if range.first() == first && range.len() as u64 == count => {}
             Ok(Ok(range)) => {
                 return Err(corrupt(format!(
@@ -781,7 +859,9 @@ impl PersistentStorage {
         self.committed = self.state.clone();
         // A decided index not written stays lazy: `committed` keeps the one on disk.
         self.committed.decided_idx = durable_decided;
+        let at = self.keep;
         self.keep = self.state.log_len;
+        self.recent.remember(at, &self.pending);
         self.pending.clear();
         Ok(())
     }
@@ -970,6 +1050,7 @@ impl Storage for PersistentStorage {
         } else {
             self.keep = len;
             self.pending.clear();
+            self.recent.cut(len);
         }
         self.state.log_len = len;
         Ok(())
@@ -982,11 +1063,21 @@ impl Storage for PersistentStorage {
         }
         let before = out.len();
         let log_end = to.min(self.keep);
-        if from < log_end {
-            if let Err(e) = self.read_log(from, log_end, out) {
+        // The commitlog for what is older than the recent entries, memory for the rest.
+        let (r_start, r_end) = (self.recent.start(), self.recent.end());
+        let disk_end = if r_start < r_end && r_end >= log_end {
+            log_end.min(r_start.max(from))
+        } else {
+            log_end
+        };
+        if from < disk_end {
+            if let Err(e) = self.read_log(from, disk_end, out) {
                 out.truncate(before);
                 return Err(e);
             }
+        }
+        if disk_end.max(from) < log_end {
+            self.recent.read(disk_end.max(from), log_end, out);
         }
         let p_from = from.max(self.keep);
         if p_from < to {

@@ -1,0 +1,408 @@
+/*
+ * Durable throughput and append-to-decided latency of a 3-node in-process cluster, every node
+ * in its own thread, as three servers would run: a node's fsync does not stop the others.
+ *
+ * Each node thread loops: handle the messages in its inbox, (leader) append, take outgoing
+ * messages until there are none (omnipaxos_take_outgoing, as the header recommends: a
+ * leader on fsyncing storage returns its AcceptDecide first and fsyncs on the next call, so
+ * its disk write overlaps the followers'), push them into the receivers' inboxes (bytes,
+ * copied), read its newly decided entries (omnipaxos_read_decided_suffix; entry i must carry
+ * i), and sleep on its inbox when it has nothing to do. The leader is elected before the
+ * threads start (all nodes in the main thread), so the timed part is replication only.
+ *
+ * Throughput (default): a closed-loop client keeps --window entries outstanding in rounds
+ * of --round (one omnipaxos_append each): in every iteration the leader appends the rounds
+ * issued since the last one (a round is issued as soon as an earlier one is decided at the
+ * leader), so the rounds that queue up while a node fsyncs are covered by its next fsync
+ * (group commit). The figure: --entries divided by the time until every node has read them all.
+ * The same program runs with --storage memory for the in-memory figure of the same harness.
+ *
+ * Latency (--latency K): K times, one append at the leader, timed until the leader reports
+ * it decided; before each operation the main thread times one raw write of 16 bytes +
+ * fdatasync to DIR/sync-probe, so the latency can be given in fdatasyncs of the disk as it
+ * was at that moment.
+ *
+ * Usage: durable [--nodes N] [--size B] [--entries C] [--round R] [--window W]
+ *                [--storage memory|persistent] [--dir DIR] [--sync always|never]
+ *                [--latency K] [--max-secs S]
+ * Prints one JSON line. Build: cc -O2 -pthread -Iinclude durable.c -Ltarget/release -lomnipaxos
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "omnipaxos.h"
+
+#define MAX_NODES 7
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} msg_t;
+
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    msg_t *q;
+    size_t n, cap;
+} inbox_t;
+
+static omnipaxos_node *nodes[MAX_NODES]; /* nodes[i] has pid i + 1 */
+static inbox_t inbox[MAX_NODES];
+static int n_nodes = 3;
+static int leader_ix = -1;
+static size_t entry_size = 16, total = 200000, round_size = 1000, window = 20000;
+static volatile int stop = 0;
+/* Latency mode: the main thread asks the leader thread to append one entry. */
+static pthread_mutex_t op_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t op_cv = PTHREAD_COND_INITIALIZER;
+static int latency_mode = 0;
+static uint64_t op_requested = 0, op_decided = 0; /* entries asked for / decided at leader */
+static uint64_t read_count[MAX_NODES], base_idx[MAX_NODES];
+static double done_at[MAX_NODES];
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, omnipaxos_result rc) {
+    char detail[512];
+    omnipaxos_last_error(detail, sizeof detail);
+    fprintf(stderr, "durable: %s failed: %s (%s)\n", what, omnipaxos_strerror(rc), detail);
+    exit(1);
+}
+
+#define TRY(call)                                 \
+    do {                                          \
+        omnipaxos_result rc_ = (call);            \
+        if (rc_ != OMNIPAXOS_OK) die(#call, rc_); \
+    } while (0)
+
+static void push(int to, const uint8_t *data, size_t len) {
+    inbox_t *b = &inbox[to];
+    uint8_t *copy = malloc(len);
+    if (!copy) { perror("malloc"); exit(1); }
+    memcpy(copy, data, len);
+    pthread_mutex_lock(&b->mu);
+    if (b->n == b->cap) {
+        b->cap = b->cap ? b->cap * 2 : 64;
+        b->q = realloc(b->q, b->cap * sizeof *b->q);
+        if (!b->q) { perror("realloc"); exit(1); }
+    }
+    b->q[b->n++] = (msg_t){copy, len};
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* Takes outgoing messages until there are none; returns how many. */
+static size_t send_all(int i) {
+    size_t sent = 0;
+    for (;;) {
+        const omnipaxos_outgoing *msgs;
+        size_t count;
+        TRY(omnipaxos_take_outgoing(nodes[i], &msgs, &count));
+        if (!count) return sent;
+        for (size_t k = 0; k < count; k++) push((int)msgs[k].receiver - 1, msgs[k].data, msgs[k].len);
+        sent += count;
+    }
+}
+
+/* Reads the newly decided entries of node i and checks them (entry k carries k). */
+static void read_new(int i) {
+    omnipaxos_entries *e;
+    TRY(omnipaxos_read_decided_suffix(nodes[i], base_idx[i] + read_count[i], &e));
+    size_t count = omnipaxos_entries_count(e);
+    for (size_t k = 0; k < count; k++) {
+        const uint8_t *data;
+        size_t len;
+        omnipaxos_entry_kind kind;
+        TRY(omnipaxos_entries_get(e, k, &data, &len, &kind));
+        uint64_t seq;
+        memcpy(&seq, data, sizeof seq);
+        if (kind != OMNIPAXOS_ENTRY_DECIDED || len != entry_size || seq != read_count[i]) {
+            fprintf(stderr, "durable: node %d entry %llu is wrong\n", i + 1,
+                    (unsigned long long)read_count[i]);
+            exit(1);
+        }
+        read_count[i]++;
+    }
+    omnipaxos_entries_free(e);
+}
+
+static void *node_main(void *arg) {
+    int i = (int)(intptr_t)arg;
+    int is_leader = i == leader_ix;
+    uint8_t *entry = calloc(1, entry_size);
+    msg_t *batch = NULL;
+    size_t batch_cap = 0;
+    uint64_t appended = 0;
+    int reported_done = 0;
+    while (!stop) {
+        /* 1. the inbox */
+        inbox_t *b = &inbox[i];
+        pthread_mutex_lock(&b->mu);
+        int idle = b->n == 0;
+        if (idle && !is_leader) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 2000000;
+            if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+            pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+        }
+        size_t n = b->n;
+        if (n > batch_cap) {
+            batch_cap = b->cap;
+            batch = realloc(batch, batch_cap * sizeof *batch);
+            if (!batch) { perror("realloc"); exit(1); }
+        }
+        memcpy(batch, b->q, n * sizeof *batch);
+        b->n = 0;
+        pthread_mutex_unlock(&b->mu);
+        for (size_t k = 0; k < n; k++) {
+            TRY(omnipaxos_handle_incoming(nodes[i], batch[k].data, batch[k].len));
+            free(batch[k].data);
+        }
+        /* 2. the leader's appends */
+        int appended_now = 0;
+        if (is_leader) {
+            uint64_t decided = 0;
+            TRY(omnipaxos_decided_idx(nodes[i], &decided));
+            decided -= base_idx[i];
+            if (latency_mode) {
+                pthread_mutex_lock(&op_mu);
+                uint64_t want = op_requested;
+                if (decided > op_decided) {
+                    op_decided = decided;
+                    pthread_cond_broadcast(&op_cv);
+                }
+                pthread_mutex_unlock(&op_mu);
+                for (; appended < want; appended++) {
+                    memcpy(entry, &appended, sizeof appended);
+                    TRY(omnipaxos_append(nodes[i], entry, entry_size));
+                    appended_now = 1;
+                }
+            } else {
+                /* Every round the client has outstanding (it issues the next one as soon
+                 * as one is decided): while the leader fsyncs, rounds queue up, and the
+                 * next fsync covers them all (group commit). */
+                while (appended < total && appended - decided < window) {
+                    for (size_t k = 0; k < round_size && appended < total; k++, appended++) {
+                        memcpy(entry, &appended, sizeof appended);
+                        TRY(omnipaxos_append(nodes[i], entry, entry_size));
+                    }
+                    appended_now = 1;
+                }
+            }
+        }
+        /* 3. send, 4. read */
+        size_t sent = send_all(i);
+        read_new(i);
+        if (!latency_mode && !reported_done && read_count[i] >= total) {
+            done_at[i] = now();
+            reported_done = 1;
+        }
+        if (is_leader && !n && !sent && !appended_now) {
+            /* Nothing happened: wait for the inbox (or, in latency mode, a request). */
+            pthread_mutex_lock(&b->mu);
+            if (b->n == 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += latency_mode ? 20000 : 2000000;
+                if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+                pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+            }
+            pthread_mutex_unlock(&b->mu);
+        }
+    }
+    free(entry);
+    free(batch);
+    return NULL;
+}
+
+/* Single-threaded delivery, for the election before the threads start. */
+static void deliver_until_quiet(void) {
+    for (int busy = 1; busy;) {
+        busy = 0;
+        for (int i = 0; i < n_nodes; i++) {
+            const omnipaxos_outgoing *msgs;
+            size_t count;
+            TRY(omnipaxos_take_outgoing(nodes[i], &msgs, &count));
+            for (size_t k = 0; k < count; k++)
+                TRY(omnipaxos_handle_incoming(nodes[msgs[k].receiver - 1], msgs[k].data, msgs[k].len));
+            if (count) busy = 1;
+        }
+    }
+}
+
+static uint64_t agreed_leader(void) {
+    uint64_t first = 0;
+    for (int i = 0; i < n_nodes; i++) {
+        uint64_t pid = 0;
+        TRY(omnipaxos_leader(nodes[i], &pid, NULL));
+        if (pid == 0 || (i > 0 && pid != first)) return 0;
+        first = pid;
+    }
+    return first;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double cpu_now(void) {
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
+static long peak_rss_kib(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
+}
+
+int main(int argc, char **argv) {
+    size_t latency = 0;
+    double max_secs = 60;
+    const char *storage = "memory", *dir = NULL, *sync = "always";
+    for (int a = 1; a < argc; a++) {
+        const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
+        if (!v) { fprintf(stderr, "durable: %s needs a value\n", k); return 2; }
+        if (!strcmp(k, "--nodes")) n_nodes = atoi(v);
+        else if (!strcmp(k, "--size")) entry_size = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--entries")) total = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--round")) round_size = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--window")) window = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--storage")) storage = v;
+        else if (!strcmp(k, "--dir")) dir = v;
+        else if (!strcmp(k, "--sync")) sync = v;
+        else if (!strcmp(k, "--latency")) latency = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--max-secs")) max_secs = strtod(v, NULL);
+        else { fprintf(stderr, "durable: unknown option %s\n", k); return 2; }
+        a++;
+    }
+    if (n_nodes < 2 || n_nodes > MAX_NODES || !round_size || !total || entry_size < 8 ||
+        (strcmp(storage, "memory") && !dir)) {
+        fprintf(stderr, "durable: bad arguments (nodes 2..7, size >= 8, --dir for persistent)\n");
+        return 2;
+    }
+    char nodes_list[64] = "";
+    for (int i = 0; i < n_nodes; i++) {
+        size_t l = strlen(nodes_list);
+        snprintf(nodes_list + l, sizeof nodes_list - l, "%s%d", i ? ", " : "", i + 1);
+    }
+    for (int i = 0; i < n_nodes; i++) {
+        char cfg[2048], st[1024];
+        if (!strcmp(storage, "memory"))
+            snprintf(st, sizeof st, "storage { type = memory }");
+        else
+            snprintf(st, sizeof st, "storage { type = persistent, path = \"%s/node%d\", sync = %s }",
+                     dir, i + 1, sync);
+        int len = snprintf(cfg, sizeof cfg,
+                           "config_id = 1\npid = %d\nnodes = [%s]\nelection_tick_timeout = 5\n"
+                           "batch_size = %zu\nbuffer_size = 10000000\nmax_message_bytes = %d\n%s\n",
+                           i + 1, nodes_list, round_size, 256 << 20, st);
+        TRY(omnipaxos_node_from_hocon_str(cfg, (size_t)len, &nodes[i]));
+        pthread_mutex_init(&inbox[i].mu, NULL);
+        pthread_cond_init(&inbox[i].cv, NULL);
+    }
+    uint64_t leader = 0;
+    for (int t = 0; t < 1000 && !leader; t++) {
+        for (int i = 0; i < n_nodes; i++) TRY(omnipaxos_tick(nodes[i]));
+        deliver_until_quiet();
+        leader = agreed_leader();
+    }
+    if (!leader) { fprintf(stderr, "durable: no leader elected\n"); return 1; }
+    leader_ix = (int)leader - 1;
+    for (int i = 0; i < n_nodes; i++) TRY(omnipaxos_decided_idx(nodes[i], &base_idx[i]));
+    latency_mode = latency > 0;
+
+    pthread_t th[MAX_NODES];
+    double c0 = cpu_now(), t0 = now();
+    for (int i = 0; i < n_nodes; i++)
+        pthread_create(&th[i], NULL, node_main, (void *)(intptr_t)i);
+
+    if (latency_mode) {
+        double *lat = malloc(latency * sizeof *lat), *probe = malloc(latency * sizeof *probe);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/sync-probe", dir ? dir : "/tmp");
+        int probe_fd = dir ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644) : -1;
+        if (dir && probe_fd < 0) { perror(path); return 1; }
+        size_t r = 0;
+        for (; r < latency; r++) {
+            probe[r] = 0;
+            if (probe_fd >= 0) {
+                uint8_t junk[16] = {0};
+                double p0 = now();
+                if (write(probe_fd, junk, 16) != 16 || fdatasync(probe_fd) != 0) {
+                    perror("sync probe");
+                    return 1;
+                }
+                probe[r] = now() - p0;
+            }
+            double a = now();
+            pthread_mutex_lock(&op_mu);
+            op_requested = r + 1;
+            pthread_mutex_unlock(&op_mu);
+            pthread_mutex_lock(&inbox[leader_ix].mu); /* wake the leader */
+            pthread_cond_signal(&inbox[leader_ix].cv);
+            pthread_mutex_unlock(&inbox[leader_ix].mu);
+            pthread_mutex_lock(&op_mu);
+            while (op_decided < r + 1) pthread_cond_wait(&op_cv, &op_mu);
+            pthread_mutex_unlock(&op_mu);
+            lat[r] = now() - a;
+            if (now() - t0 > max_secs) { r++; break; }
+        }
+        latency = r;
+        stop = 1;
+        for (int i = 0; i < n_nodes; i++) pthread_join(th[i], NULL);
+        double secs = now() - t0;
+        qsort(lat, latency, sizeof *lat, cmp_double);
+        qsort(probe, latency, sizeof *probe, cmp_double);
+        if (probe_fd >= 0) close(probe_fd);
+        printf("{\"impl\":\"libomnipaxos\",\"mode\":\"latency\",\"harness\":\"threads\",\"nodes\":%d,"
+               "\"size\":%zu,\"storage\":\"%s\",\"sync\":\"%s\",\"ops\":%zu,\"secs\":%.6f,"
+               "\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"probe_p50_us\":%.1f,"
+               "\"maxrss_kib\":%ld}\n",
+               n_nodes, entry_size, storage, sync, latency, secs, lat[latency / 2] * 1e6,
+               lat[latency * 9 / 10] * 1e6, lat[latency * 99 / 100] * 1e6,
+               probe[latency / 2] * 1e6, peak_rss_kib());
+        free(lat);
+        free(probe);
+    } else {
+        for (;;) {
+            int done = 1;
+            for (int i = 0; i < n_nodes; i++) done &= done_at[i] > 0;
+            if (done) break;
+            if (now() - t0 > max_secs) {
+                fprintf(stderr, "durable: not done after %.0f s\n", max_secs);
+                return 1;
+            }
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+        stop = 1;
+        double end = 0;
+        for (int i = 0; i < n_nodes; i++) end = done_at[i] > end ? done_at[i] : end;
+        for (int i = 0; i < n_nodes; i++) pthread_join(th[i], NULL);
+        double secs = end - t0, cpu = cpu_now() - c0;
+        printf("{\"impl\":\"libomnipaxos\",\"mode\":\"throughput\",\"harness\":\"threads\","
+               "\"nodes\":%d,\"size\":%zu,\"storage\":\"%s\",\"sync\":\"%s\",\"entries\":%zu,"
+               "\"round\":%zu,\"window\":%zu,\"secs\":%.6f,\"eps\":%.1f,\"cpu_secs\":%.6f,"
+               "\"maxrss_kib\":%ld}\n",
+               n_nodes, entry_size, storage, sync, total, round_size, window, secs,
+               (double)total / secs, cpu, peak_rss_kib());
+    }
+    for (int i = 0; i < n_nodes; i++) omnipaxos_node_free(nodes[i]);
+    return 0;
+}
