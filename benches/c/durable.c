@@ -22,7 +22,9 @@
  * fdatasync to DIR/sync-probe, so the latency can be given in fdatasyncs of the disk as it
  * was at that moment.
  *
- * Usage: durable [--nodes N] [--size B] [--entries C] [--round R] [--window W]
+ * --burst caps the rounds the leader appends in one iteration (before it sends).
+ *
+ * Usage: durable [--nodes N] [--size B] [--entries C] [--round R] [--window W] [--burst K]
  *                [--storage memory|persistent] [--dir DIR] [--sync always|never]
  *                [--latency K] [--max-secs S]
  * Prints one JSON line. Build: cc -O2 -pthread -Iinclude durable.c -Ltarget/release -lomnipaxos
@@ -58,7 +60,7 @@ static omnipaxos_node *nodes[MAX_NODES]; /* nodes[i] has pid i + 1 */
 static inbox_t inbox[MAX_NODES];
 static int n_nodes = 3;
 static int leader_ix = -1;
-static size_t entry_size = 16, total = 200000, round_size = 1000, window = 20000;
+static size_t entry_size = 16, total = 200000, round_size = 1000, window = 20000, burst = 1000;
 static volatile int stop = 0;
 /* Latency mode: the main thread asks the leader thread to append one entry. */
 static pthread_mutex_t op_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -194,7 +196,8 @@ static void *node_main(void *arg) {
                 /* Every round the client has outstanding (it issues the next one as soon
                  * as one is decided): while the leader fsyncs, rounds queue up, and the
                  * next fsync covers them all (group commit). */
-                while (appended < total && appended - decided < window) {
+                size_t rounds = 0;
+                while (appended < total && appended - decided < window && rounds++ < burst) {
                     for (size_t k = 0; k < round_size && appended < total; k++, appended++) {
                         memcpy(entry, &appended, sizeof appended);
                         TRY(omnipaxos_append(nodes[i], entry, entry_size));
@@ -283,6 +286,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--entries")) total = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--round")) round_size = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--window")) window = strtoull(v, NULL, 10);
+        else if (!strcmp(k, "--burst")) burst = strtoull(v, NULL, 10);
         else if (!strcmp(k, "--storage")) storage = v;
         else if (!strcmp(k, "--dir")) dir = v;
         else if (!strcmp(k, "--sync")) sync = v;

@@ -158,6 +158,7 @@ mod fsutil;
 mod record;
 mod segments;
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
 use std::mem;
@@ -193,73 +194,119 @@ const RECENT_BYTES: usize = 4 << 20;
 
 /// The most recently committed entries, kept in memory so that reading what was just
 /// decided (what applications do) does not go back to the commitlog and re-check every
-/// message's checksum. Two generations: `new` grows; when it holds half of
-/// `RECENT_BYTES` it becomes `old`, and the previous `old`'s buffers, cleared, become the
-/// next `new`: after the first two generations no allocation (and no page fault) is made.
+/// message's checksum. The committed batches themselves are kept (moved, not copied; a
+/// batch of a few entries is copied onto the previous one), and the buffers of the batches
+/// dropped at the front come back as the next batches' buffers, so that in a steady state
+/// nothing is copied or allocated (and no page is faulted in) for it.
 #[derive(Default)]
 struct RecentEntries {
-    /// Global index of `old`'s first entry (`new` follows `old`).
-    start: u64,
-    old: Entries,
-    new: Entries,
+    /// Contiguous runs of entries: (global index of the first, entries).
+    chunks: VecDeque<(u64, Entries)>,
+    /// Where the next chunk must start when `chunks` is empty.
+    empty_at: u64,
+    /// Bytes held (entry bytes plus 8 per entry).
+    bytes: usize,
+    /// Cleared buffers to reuse.
+    spare: Vec<Entries>,
+}
+
+/// A batch lighter than this is copied onto the previous chunk instead of kept as its own.
+const RECENT_MIN_CHUNK: usize = 4 << 10;
+/// Cleared buffers kept for reuse at most.
+const RECENT_SPARES: usize = 8;
+
+fn weight(e: &Entries) -> usize {
+    e.byte_len() + 8 * e.len()
 }
 
 impl RecentEntries {
     fn start(&self) -> u64 {
-        self.start
+        self.chunks.front().map_or(self.empty_at, |c| c.0)
     }
 
     fn end(&self) -> u64 {
-        self.start + (self.old.len() + self.new.len()) as u64
+        self.chunks
+            .back()
+            .map_or(self.empty_at, |c| c.0 + c.1.len() as u64)
+    }
+
+    fn recycle(&mut self, mut e: Entries) {
+        if self.spare.len() < RECENT_SPARES {
+            e.clear();
+            self.spare.push(e);
+        }
     }
 
     /// Forgets everything; the next entries remembered start at `at`.
     fn reset(&mut self, at: u64) {
-        self.old.clear();
-        self.new.clear();
-        self.start = at;
+        while let Some((_, e)) = self.chunks.pop_back() {
+            self.recycle(e);
+        }
+        self.bytes = 0;
+        self.empty_at = at;
     }
 
-    /// Remembers `entries` (copied), committed at `at..`.
-    fn remember(&mut self, at: u64, entries: &Entries) {
+    /// Remembers `entries`, committed at `at..`. `entries` is left empty, with a reused
+    /// buffer when there is one.
+    fn remember(&mut self, at: u64, entries: &mut Entries) {
+        if entries.is_empty() {
+            return;
+        }
         if at != self.end() {
             self.reset(at);
         }
-        self.new.extend_from(entries);
-        if self.new.byte_len() + 8 * self.new.len() >= RECENT_BYTES / 2 {
-            self.start += self.old.len() as u64;
-            mem::swap(&mut self.old, &mut self.new);
-            self.new.clear();
+        self.bytes += weight(entries);
+        match self.chunks.back_mut() {
+            Some((_, last)) if weight(entries) < RECENT_MIN_CHUNK => {
+                last.extend_from(entries);
+                entries.clear();
+            }
+            _ => {
+                let fresh = self.spare.pop().unwrap_or_default();
+                self.chunks.push_back((at, mem::replace(entries, fresh)));
+            }
+        }
+        while self.bytes > RECENT_BYTES && self.chunks.len() > 1 {
+            let (at, e) = self.chunks.pop_front().expect("more than one chunk");
+            self.bytes -= weight(&e);
+            self.recycle(e);
         }
     }
 
     /// Drops every entry from `len` on.
     fn cut(&mut self, len: u64) {
-        let mid = self.start + self.old.len() as u64;
-        if len <= self.start {
-            self.reset(len);
-        } else if len < mid {
-            self.old.truncate((len - self.start) as usize);
-            self.new.clear();
-        } else if len < self.end() {
-            self.new.truncate((len - mid) as usize);
+        while let Some((at, e)) = self.chunks.back_mut() {
+            let at = *at;
+            if at >= len {
+                let (_, e) = self.chunks.pop_back().expect("a last chunk");
+                self.bytes -= weight(&e);
+                self.recycle(e);
+                continue;
+            }
+            if at + (e.len() as u64) > len {
+                self.bytes -= weight(e);
+                e.truncate((len - at) as usize);
+                self.bytes += weight(e);
+            }
+            break;
+        }
+        if self.chunks.is_empty() {
+            self.empty_at = len;
         }
     }
 
     /// Appends entries `from..to` to `out`; the range must lie in `start()..end()`.
     fn read(&self, from: u64, to: u64, out: &mut Entries) {
-        let mid = self.start + self.old.len() as u64;
-        if from < mid {
-            let hi = to.min(mid);
-            out.extend_from_range(
-                &self.old,
-                (from - self.start) as usize,
-                (hi - self.start) as usize,
-            );
-        }
-        if to > mid {
-            let lo = from.max(mid);
-            out.extend_from_range(&self.new, (lo - mid) as usize, (to - mid) as usize);
+        let mut k = self
+            .chunks
+            .partition_point(|(at, e)| at + e.len() as u64 <= from);
+        let mut off = from;
+        while off < to {
+            let (at, e) = &self.chunks[k];
+            let hi = to.min(at + e.len() as u64);
+            out.extend_from_range(e, (off - at) as usize, (hi - at) as usize);
+            off = hi;
+            k += 1;
         }
     }
 }
@@ -861,8 +908,7 @@ impl PersistentStorage {
         self.committed.decided_idx = durable_decided;
         let at = self.keep;
         self.keep = self.state.log_len;
-        self.recent.remember(at, &self.pending);
-        self.pending.clear();
+        self.recent.remember(at, &mut self.pending);
         Ok(())
     }
 
