@@ -267,7 +267,7 @@ impl RecentEntries {
             }
         }
         while self.bytes > RECENT_BYTES && self.chunks.len() > 1 {
-            let (at, e) = self.chunks.pop_front().expect("more than one chunk");
+            let (_, e) = self.chunks.pop_front().expect("more than one chunk");
             self.bytes -= weight(&e);
             self.recycle(e);
         }
