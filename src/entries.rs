@@ -150,6 +150,45 @@ impl Entries {
             .extend(other.ends[from..to].iter().map(|e| e - start + base));
     }
 
+    /// Appends entries given as raw parts: their bytes are `pieces` concatenated
+    /// (`byte_len` bytes in all), and entry `i` ends at `ends[i] - origin` within those
+    /// bytes. `ends` must be non-decreasing (checked in debug builds). Returns `false` and
+    /// leaves `self` unchanged when the parts do not add up (the first end before `origin`,
+    /// the last one not at `byte_len`, or pieces of another total length).
+    pub(crate) fn extend_from_pieces<'a>(
+        &mut self,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+        byte_len: usize,
+        ends: &[u64],
+        origin: u64,
+    ) -> bool {
+        debug_assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+        let fits = match (ends.first(), ends.last()) {
+            (Some(&first), Some(&last)) => {
+                first >= origin && last.checked_sub(origin) == Some(byte_len as u64)
+            }
+            _ => byte_len == 0,
+        };
+        if !fits {
+            return false;
+        }
+        let old = self.data.len();
+        self.data.reserve(byte_len);
+        for p in pieces {
+            self.data.extend_from_slice(p);
+        }
+        if self.data.len() - old != byte_len {
+            self.data.truncate(old);
+            return false;
+        }
+        let shift = old as u64;
+        self.ends.extend(
+            ends.iter()
+                .map(|e| e.wrapping_sub(origin).wrapping_add(shift)),
+        );
+        true
+    }
+
     /// A copy of entries `from..to`.
     pub fn slice(&self, from: usize, to: usize) -> Entries {
         let mut out = Entries::new();
