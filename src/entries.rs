@@ -1,6 +1,8 @@
 //! A contiguous store of opaque byte entries: one buffer for the bytes and one for the end
 //! offsets, so a batch of N entries costs two allocations, not N.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 /// A sequence of opaque entries stored back to back.
@@ -8,18 +10,71 @@ use serde::{Deserialize, Serialize};
 /// Entry `i` is `data[ends[i-1]..ends[i]]` (with `ends[-1] = 0`). On the wire (serde) it is
 /// the bytes as one byte string and the entry *lengths* (small varints), validated when
 /// decoded: the lengths must add up to the byte count.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+///
+/// [`Entries::share`] makes the bytes shared: clones then share them instead of copying
+/// (the leader sends one batch to every follower), and the first change to a shared batch
+/// copies it.
+#[derive(Clone, Default, Deserialize)]
 #[serde(try_from = "EntriesRaw")]
 pub struct Entries {
-    data: Vec<u8>,
+    data: Bytes,
     ends: Vec<u64>,
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.ends == other.ends && self.data() == other.data()
+    }
+}
+
+impl Eq for Entries {}
+
+/// The bytes of a batch: owned, or shared read-only between clones.
+#[derive(Clone)]
+enum Bytes {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Default for Bytes {
+    fn default() -> Self {
+        Bytes::Owned(Vec::new())
+    }
+}
+
+impl Bytes {
+    #[inline]
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(a) => a,
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// The bytes to change; a shared buffer is copied first (unless this is its only user).
+    #[inline]
+    fn to_mut(&mut self) -> &mut Vec<u8> {
+        if let Bytes::Shared(a) = self {
+            let a = std::mem::take(a);
+            *self = Bytes::Owned(Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()));
+        }
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(_) => unreachable!("made owned just above"),
+        }
+    }
 }
 
 impl Serialize for Entries {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        struct Bytes<'a>(&'a [u8]);
-        impl Serialize for Bytes<'_> {
+        struct ByteStr<'a>(&'a [u8]);
+        impl Serialize for ByteStr<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_bytes(self.0)
             }
@@ -38,7 +93,7 @@ impl Serialize for Entries {
             }
         }
         let mut st = s.serialize_struct("Entries", 2)?;
-        st.serialize_field("data", &Bytes(&self.data))?;
+        st.serialize_field("data", &ByteStr(self.data()))?;
         st.serialize_field("lens", &Lens(&self.ends))?;
         st.end()
     }
@@ -86,7 +141,7 @@ impl Entries {
     /// An empty batch with room for `entries` entries of `bytes` bytes in total.
     pub fn with_capacity(entries: usize, bytes: usize) -> Self {
         Entries {
-            data: Vec::with_capacity(bytes),
+            data: Bytes::Owned(Vec::with_capacity(bytes)),
             ends: Vec::with_capacity(entries),
         }
     }
@@ -104,7 +159,10 @@ impl Entries {
         if prev != data.len() as u64 {
             return None;
         }
-        Some(Entries { data, ends })
+        Some(Entries {
+            data: Bytes::Owned(data),
+            ends,
+        })
     }
 
     /// Number of entries.
@@ -124,14 +182,14 @@ impl Entries {
 
     /// Appends one entry (copies the bytes).
     pub fn push(&mut self, entry: &[u8]) {
-        self.data.extend_from_slice(entry);
+        self.data.to_mut().extend_from_slice(entry);
         self.ends.push(self.data.len() as u64);
     }
 
     /// Appends all entries of `other`.
     pub fn extend_from(&mut self, other: &Entries) {
         let base = self.data.len() as u64;
-        self.data.extend_from_slice(&other.data);
+        self.data.to_mut().extend_from_slice(other.data());
         self.ends.extend(other.ends.iter().map(|e| e + base));
     }
 
@@ -145,9 +203,49 @@ impl Entries {
         let end = other.ends[to - 1] as usize;
         let base = self.data.len() as u64;
         self.data
-            .extend_from_slice(&other.data[start as usize..end]);
+            .to_mut()
+            .extend_from_slice(&other.data()[start as usize..end]);
         self.ends
             .extend(other.ends[from..to].iter().map(|e| e - start + base));
+    }
+
+    /// Appends entries given as raw parts: their bytes are `pieces` concatenated
+    /// (`byte_len` bytes in all), and entry `i` ends at `ends[i] - origin` within those
+    /// bytes. `ends` must be non-decreasing (checked in debug builds). Returns `false` and
+    /// leaves `self` unchanged when the parts do not add up (the first end before `origin`,
+    /// the last one not at `byte_len`, or pieces of another total length).
+    pub(crate) fn extend_from_pieces<'a>(
+        &mut self,
+        pieces: impl IntoIterator<Item = &'a [u8]>,
+        byte_len: usize,
+        ends: &[u64],
+        origin: u64,
+    ) -> bool {
+        debug_assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+        let fits = match (ends.first(), ends.last()) {
+            (Some(&first), Some(&last)) => {
+                first >= origin && last.checked_sub(origin) == Some(byte_len as u64)
+            }
+            _ => byte_len == 0,
+        };
+        if !fits {
+            return false;
+        }
+        let old = self.data.len();
+        self.data.to_mut().reserve(byte_len);
+        for p in pieces {
+            self.data.to_mut().extend_from_slice(p);
+        }
+        if self.data.len() - old != byte_len {
+            self.data.to_mut().truncate(old);
+            return false;
+        }
+        let shift = old as u64;
+        self.ends.extend(
+            ends.iter()
+                .map(|e| e.wrapping_sub(origin).wrapping_add(shift)),
+        );
+        true
     }
 
     /// A copy of entries `from..to`.
@@ -160,14 +258,14 @@ impl Entries {
     /// Entry `i`, or `None` past the end.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
         let end = *self.ends.get(i)? as usize;
-        Some(&self.data[self.start_of(i)..end])
+        Some(&self.data()[self.start_of(i)..end])
     }
 
     /// Iterates over the entries.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> + '_ {
         (0..self.len()).map(move |i| {
             let end = self.ends[i] as usize;
-            &self.data[self.start_of(i)..end]
+            &self.data()[self.start_of(i)..end]
         })
     }
 
@@ -181,7 +279,7 @@ impl Entries {
         } else {
             self.ends[len - 1] as usize
         };
-        self.data.truncate(end);
+        self.data.to_mut().truncate(end);
         self.ends.truncate(len);
     }
 
@@ -195,22 +293,33 @@ impl Entries {
             return;
         }
         let cut = self.ends[n - 1];
-        self.data.drain(..cut as usize);
+        self.data.to_mut().drain(..cut as usize);
         self.ends.drain(..n);
         for e in &mut self.ends {
             *e -= cut;
         }
     }
 
-    /// Removes every entry, keeping the allocations.
+    /// Removes every entry, keeping the allocations (a shared buffer is let go instead).
     pub fn clear(&mut self) {
-        self.data.clear();
+        match &mut self.data {
+            Bytes::Owned(v) => v.clear(),
+            Bytes::Shared(_) => self.data = Bytes::default(),
+        }
         self.ends.clear();
     }
 
     /// The raw payload bytes of all entries, back to back.
     pub fn data(&self) -> &[u8] {
-        &self.data
+        self.data.as_slice()
+    }
+
+    /// Makes the bytes shared, so that clones of this batch share them instead of copying
+    /// them (without copying anything now). The first change to a shared batch copies it.
+    pub fn share(&mut self) {
+        if let Bytes::Owned(v) = &mut self.data {
+            self.data = Bytes::Shared(Arc::new(std::mem::take(v)));
+        }
     }
 
     /// The end offset of every entry in [`Entries::data`].
@@ -275,5 +384,29 @@ mod tests {
         assert!(Entries::from_parts(vec![1, 2], vec![3]).is_none());
         assert!(Entries::from_parts(vec![1, 2], vec![2, 1]).is_none());
         assert!(Entries::from_parts(vec![1, 2], vec![1, 2]).is_some());
+    }
+
+    #[test]
+    fn shared_batches_copy_on_write() {
+        let mut a = Entries::new();
+        a.push(b"one");
+        a.push(b"two");
+        let owned = a.clone();
+        a.share();
+        let mut b = a.clone();
+        assert_eq!(a, owned);
+        assert_eq!(b.data().as_ptr(), a.data().as_ptr());
+        b.push(b"three");
+        assert_eq!(a, owned);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b.get(2), Some(&b"three"[..]));
+        let mut c = a.clone();
+        c.truncate(1);
+        assert_eq!(c.iter().collect::<Vec<_>>(), vec![&b"one"[..]]);
+        c.clear();
+        assert!(c.is_empty() && c.byte_len() == 0);
+        a.drain_front(1);
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![&b"two"[..]]);
+        assert_eq!(owned.len(), 2);
     }
 }

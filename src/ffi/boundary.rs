@@ -260,6 +260,7 @@ impl<T> PanicValue for *mut T {
 
 /// Runs the body of an `extern "C"` function: a panic is caught here (it must never unwind
 /// into C), recorded as the last error, and turned into `R::on_panic()`.
+#[inline]
 pub(crate) fn guard<R: PanicValue>(body: impl FnOnce() -> R) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => value,

@@ -199,9 +199,13 @@ impl SequencePaxos {
         let promised: Vec<usize> = (0..self.peers.len())
             .filter(|&i| self.ls.peers[i].promise.is_some())
             .collect();
-        let mut batch = std::mem::take(&mut self.batch);
+        // The next batch starts with room for one like this one, instead of growing (and
+        // copying) its way up again.
+        let next = Entries::with_capacity(self.batch.len(), self.batch.byte_len());
+        let mut batch = std::mem::replace(&mut self.batch, next);
+        // Every receiver's message shares the one buffer (nothing is copied until encoding).
+        batch.share();
         for (k, &i) in promised.iter().enumerate() {
-            // Every receiver but the last gets a copy; the last takes the buffer itself.
             let entries = if k + 1 < promised.len() {
                 batch.clone()
             } else {

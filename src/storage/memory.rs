@@ -1,5 +1,9 @@
-//! In-memory storage: a contiguous entry store, nothing survives the process.
+//! In-memory storage: the log in chunks that are never moved (see [`log`]), nothing survives
+//! the process.
 
+mod log;
+
+use self::log::ChunkedLog;
 use crate::entries::Entries;
 use crate::errors::{StorageError, StorageErrorKind};
 use crate::messages::{Ballot, StopSign};
@@ -10,7 +14,7 @@ use crate::storage::Storage;
 /// cluster tests do).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStorage {
-    log: Entries,
+    log: ChunkedLog,
     compacted_idx: u64,
     promise: Ballot,
     accepted_round: Ballot,
@@ -34,7 +38,7 @@ fn out_of_range(from: u64, to: u64, compacted: u64, len: u64) -> StorageError {
 
 impl Storage for MemoryStorage {
     fn append_entries(&mut self, entries: &Entries) -> Result<(), StorageError> {
-        self.log.extend_from(entries);
+        self.log.append(entries);
         Ok(())
     }
 
@@ -49,8 +53,17 @@ impl Storage for MemoryStorage {
             return Err(out_of_range(from, to, self.compacted_idx, self.log_len()));
         }
         let base = self.compacted_idx;
-        out.extend_from_range(&self.log, (from - base) as usize, (to - base) as usize);
-        Ok(())
+        if self
+            .log
+            .read((from - base) as usize, (to - base) as usize, out)
+        {
+            Ok(())
+        } else {
+            Err(StorageError::new(
+                StorageErrorKind::Corruption,
+                format!("the in-memory log's offsets are inconsistent reading {from}..{to}"),
+            ))
+        }
     }
 
     fn log_len(&self) -> u64 {
