@@ -437,11 +437,15 @@ class CrashNode:
             if link.state == "down" and now >= link.next_attempt:
                 self.connect(link)
         self.append_batch(now)
-        for to, data in self.node.outgoing():
-            self.send(to, data)
-        for link in self.links.values():
-            if link.state == "up" and link.wbuf:
-                self.flush(link)
+        while True:  # until empty: a leader's AcceptDecide leaves before its own fsync
+            msgs = self.node.outgoing()
+            for to, data in msgs:
+                self.send(to, data)
+            for link in self.links.values():
+                if link.state == "up" and link.wbuf:
+                    self.flush(link)
+            if not msgs:
+                break
         self.report()
         if now >= self.next_status:
             self.next_status = now + STATUS_EVERY

@@ -439,11 +439,18 @@ class KVNode:
             for link in self.links.values():
                 if link.state == "down" and now >= link.next_attempt:
                     self.connect(link, now)
-            for to, data in self.node.outgoing():
-                self.send(to, data)
-            for link in self.links.values():
-                if link.state == "up" and link.wbuf and not self.flush(link, ("link", link)):
-                    self.link_failed(link, now)
+            # Until there is nothing more: a leader returns its new entries' messages
+            # before it fsyncs them itself (the next call does), so they are on the wire
+            # while its disk works.
+            while True:
+                msgs = self.node.outgoing()
+                for to, data in msgs:
+                    self.send(to, data)
+                for link in self.links.values():
+                    if link.state == "up" and link.wbuf and not self.flush(link, ("link", link)):
+                        self.link_failed(link, now)
+                if not msgs:
+                    break
             self.apply_decided()
             self.expire_pending(now)
             leader = self.node.leader
