@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use crate::block::Block;
+
 use serde::{Deserialize, Serialize};
 
 /// A sequence of opaque entries stored back to back.
@@ -29,43 +31,157 @@ impl PartialEq for Entries {
 
 impl Eq for Entries {}
 
-/// The bytes of a batch: owned, or shared read-only between clones.
-#[derive(Clone)]
+/// The bytes of a batch: bytes `start..start + len` of a [`Block`], owned (mutable), or
+/// shared read-only between clones and with the in-memory log.
+///
+/// Invariant: the bytes of the range are written. An owned block is written only through
+/// `&mut Bytes`; a shared block may still be appended to by the log that made it, but
+/// only past every range it handed out (see [`crate::block`]).
 enum Bytes {
-    Owned(Vec<u8>),
-    Shared(Arc<Vec<u8>>),
+    Owned {
+        block: Block,
+        start: usize,
+        len: usize,
+    },
+    Shared {
+        block: Arc<Block>,
+        start: usize,
+        len: usize,
+    },
 }
 
 impl Default for Bytes {
     fn default() -> Self {
-        Bytes::Owned(Vec::new())
+        Bytes::from_vec(Vec::new())
+    }
+}
+
+impl Clone for Bytes {
+    fn clone(&self) -> Self {
+        match self {
+            Bytes::Owned { .. } => Bytes::from_vec(self.as_slice().to_vec()),
+            Bytes::Shared { block, start, len } => Bytes::Shared {
+                block: Arc::clone(block),
+                start: *start,
+                len: *len,
+            },
+        }
     }
 }
 
 impl Bytes {
+    fn from_vec(v: Vec<u8>) -> Bytes {
+        let len = v.len();
+        Bytes::Owned {
+            block: Block::from_vec(v),
+            start: 0,
+            len,
+        }
+    }
+
+    /// A new shared block holding a copy of `b`.
+    fn shared_copy(b: &[u8]) -> Bytes {
+        let block = Block::new(b.len());
+        // SAFETY: the block is new (nobody else sees it) and holds at least `b.len()` bytes.
+        unsafe { block.write(0, b) };
+        Bytes::Shared {
+            block: Arc::new(block),
+            start: 0,
+            len: b.len(),
+        }
+    }
+
     #[inline]
     fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Owned(v) => v,
-            Bytes::Shared(a) => a,
-        }
+        let (block, start, len): (&Block, _, _) = match self {
+            Bytes::Owned { block, start, len } => (block, *start, *len),
+            Bytes::Shared { block, start, len } => (block, *start, *len),
+        };
+        // SAFETY: the range is written (the type's invariant) and not written again while
+        // `self` is borrowed: an owned block is only written through `&mut self`, and a
+        // shared block's appender writes past every range it handed out.
+        unsafe { block.bytes(start, start + len) }
     }
 
     #[inline]
     fn len(&self) -> usize {
-        self.as_slice().len()
+        match self {
+            Bytes::Owned { len, .. } | Bytes::Shared { len, .. } => *len,
+        }
     }
 
-    /// The bytes to change; a shared buffer is copied first (unless this is its only user).
-    #[inline]
-    fn to_mut(&mut self) -> &mut Vec<u8> {
-        if let Bytes::Shared(a) = self {
-            let a = std::mem::take(a);
-            *self = Bytes::Owned(Arc::try_unwrap(a).unwrap_or_else(|a| (*a).clone()));
+    /// Makes the bytes owned with room for `extra` more after them: a shared block is
+    /// copied first (unless this is its only user); a full one is replaced by one twice
+    /// as large (or moved down within its block when half of it is a drained prefix).
+    fn reserve(&mut self, extra: usize) {
+        if let Bytes::Shared { .. } = self {
+            let Bytes::Shared { block, start, len } = std::mem::take(self) else {
+                unreachable!("matched just above");
+            };
+            *self = match Arc::try_unwrap(block) {
+                Ok(block) => Bytes::Owned { block, start, len },
+                Err(block) => {
+                    let fresh = Block::new(len.saturating_add(extra));
+                    // SAFETY: a new block only we hold, large enough; the source range is
+                    // written and not written while we read it (the type's invariant).
+                    unsafe { fresh.write(0, block.bytes(start, start + len)) };
+                    Bytes::Owned {
+                        block: fresh,
+                        start: 0,
+                        len,
+                    }
+                }
+            };
         }
+        let Bytes::Owned { block, start, len } = self else {
+            unreachable!("made owned just above");
+        };
+        let need = len.checked_add(extra).expect("capacity overflow");
+        if *start + need <= block.cap() {
+            return;
+        }
+        if *start > 0 && need <= block.cap() / 2 {
+            // SAFETY: the block is ours alone (`&mut self`, owned); both ranges are in it and
+            // the source is written.
+            unsafe { block.copy_within(*start, *len, 0) };
+            *start = 0;
+            return;
+        }
+        let cap = need.max(block.cap().saturating_mul(2)).max(64);
+        let fresh = Block::new(cap);
+        // SAFETY: a new block only we hold; the source range is written.
+        unsafe { fresh.write(0, block.bytes(*start, *start + *len)) };
+        *block = fresh;
+        *start = 0;
+    }
+
+    /// Appends `b`.
+    fn extend(&mut self, b: &[u8]) {
+        self.reserve(b.len());
+        let Bytes::Owned { block, start, len } = self else {
+            unreachable!("reserve makes the bytes owned");
+        };
+        // SAFETY: `reserve` left room for `b` after the range; the block is ours alone and
+        // nothing borrows it (`&mut self`).
+        unsafe { block.write(*start + *len, b) };
+        *len += b.len();
+    }
+
+    /// Keeps the first `n` bytes (a shared range just gets shorter).
+    fn truncate(&mut self, n: usize) {
         match self {
-            Bytes::Owned(v) => v,
-            Bytes::Shared(_) => unreachable!("made owned just above"),
+            Bytes::Owned { len, .. } | Bytes::Shared { len, .. } => *len = (*len).min(n),
+        }
+    }
+
+    /// Drops the first `n <= len` bytes (the range starts later; nothing moves).
+    fn drain_front(&mut self, n: usize) {
+        match self {
+            Bytes::Owned { start, len, .. } | Bytes::Shared { start, len, .. } => {
+                let n = n.min(*len);
+                *start += n;
+                *len -= n;
+            }
         }
     }
 }
@@ -103,7 +219,7 @@ impl Serialize for Entries {
 #[derive(Deserialize)]
 struct EntriesRaw {
     #[serde(with = "bytes_field")]
-    data: Vec<u8>,
+    data: Bytes,
     lens: Vec<u64>,
 }
 
@@ -117,7 +233,7 @@ impl TryFrom<EntriesRaw> for Entries {
             total = total.checked_add(*e).ok_or(BAD)?;
             *e = total;
         }
-        Entries::from_parts(r.data, ends).ok_or(BAD)
+        Entries::from_bytes(r.data, ends).ok_or(BAD)
     }
 }
 
@@ -141,7 +257,11 @@ impl Entries {
     /// An empty batch with room for `entries` entries of `bytes` bytes in total.
     pub fn with_capacity(entries: usize, bytes: usize) -> Self {
         Entries {
-            data: Bytes::Owned(Vec::with_capacity(bytes)),
+            data: Bytes::Owned {
+                block: Block::new(bytes),
+                start: 0,
+                len: 0,
+            },
             ends: Vec::with_capacity(entries),
         }
     }
@@ -149,6 +269,10 @@ impl Entries {
     /// Builds a batch from raw parts. Returns `None` unless `ends` is non-decreasing and its
     /// last value equals `data.len()` (an empty `ends` requires empty `data`).
     pub fn from_parts(data: Vec<u8>, ends: Vec<u64>) -> Option<Self> {
+        Self::from_bytes(Bytes::from_vec(data), ends)
+    }
+
+    fn from_bytes(data: Bytes, ends: Vec<u64>) -> Option<Self> {
         let mut prev = 0u64;
         for &e in &ends {
             if e < prev {
@@ -159,10 +283,7 @@ impl Entries {
         if prev != data.len() as u64 {
             return None;
         }
-        Some(Entries {
-            data: Bytes::Owned(data),
-            ends,
-        })
+        Some(Entries { data, ends })
     }
 
     /// Number of entries.
@@ -182,14 +303,14 @@ impl Entries {
 
     /// Appends one entry (copies the bytes).
     pub fn push(&mut self, entry: &[u8]) {
-        self.data.to_mut().extend_from_slice(entry);
+        self.data.extend(entry);
         self.ends.push(self.data.len() as u64);
     }
 
     /// Appends all entries of `other`.
     pub fn extend_from(&mut self, other: &Entries) {
         let base = self.data.len() as u64;
-        self.data.to_mut().extend_from_slice(other.data());
+        self.data.extend(other.data());
         self.ends.extend(other.ends.iter().map(|e| e + base));
     }
 
@@ -202,9 +323,7 @@ impl Entries {
         let start = other.start_of(from) as u64;
         let end = other.ends[to - 1] as usize;
         let base = self.data.len() as u64;
-        self.data
-            .to_mut()
-            .extend_from_slice(&other.data()[start as usize..end]);
+        self.data.extend(&other.data()[start as usize..end]);
         self.ends
             .extend(other.ends[from..to].iter().map(|e| e - start + base));
     }
@@ -232,12 +351,12 @@ impl Entries {
             return false;
         }
         let old = self.data.len();
-        self.data.to_mut().reserve(byte_len);
+        self.data.reserve(byte_len);
         for p in pieces {
-            self.data.to_mut().extend_from_slice(p);
+            self.data.extend(p);
         }
         if self.data.len() - old != byte_len {
-            self.data.to_mut().truncate(old);
+            self.data.truncate(old);
             return false;
         }
         let shift = old as u64;
@@ -279,7 +398,7 @@ impl Entries {
         } else {
             self.ends[len - 1] as usize
         };
-        self.data.to_mut().truncate(end);
+        self.data.truncate(end);
         self.ends.truncate(len);
     }
 
@@ -293,7 +412,7 @@ impl Entries {
             return;
         }
         let cut = self.ends[n - 1];
-        self.data.to_mut().drain(..cut as usize);
+        self.data.drain_front(cut as usize);
         self.ends.drain(..n);
         for e in &mut self.ends {
             *e -= cut;
@@ -303,8 +422,8 @@ impl Entries {
     /// Removes every entry, keeping the allocations (a shared buffer is let go instead).
     pub fn clear(&mut self) {
         match &mut self.data {
-            Bytes::Owned(v) => v.clear(),
-            Bytes::Shared(_) => self.data = Bytes::default(),
+            Bytes::Owned { start, len, .. } => (*start, *len) = (0, 0),
+            Bytes::Shared { .. } => self.data = Bytes::default(),
         }
         self.ends.clear();
     }
@@ -317,8 +436,45 @@ impl Entries {
     /// Makes the bytes shared, so that clones of this batch share them instead of copying
     /// them (without copying anything now). The first change to a shared batch copies it.
     pub fn share(&mut self) {
-        if let Bytes::Owned(v) = &mut self.data {
-            self.data = Bytes::Shared(Arc::new(std::mem::take(v)));
+        if let Bytes::Owned { .. } = self.data {
+            let Bytes::Owned { block, start, len } = std::mem::take(&mut self.data) else {
+                unreachable!("matched just above");
+            };
+            self.data = Bytes::Shared {
+                block: Arc::new(block),
+                start,
+                len,
+            };
+        }
+    }
+
+    /// The block behind shared bytes and the range of it they are: `(block, start, len)`;
+    /// `None` for owned bytes.
+    pub(crate) fn shared_bytes(&self) -> Option<(&Arc<Block>, usize, usize)> {
+        match &self.data {
+            Bytes::Shared { block, start, len } => Some((block, *start, *len)),
+            Bytes::Owned { .. } => None,
+        }
+    }
+
+    /// A batch that is a read-only view of bytes `start..start + len` of `block`, with entry
+    /// `i` ending at `ends[i]` within them.
+    ///
+    /// # Safety
+    /// Those bytes are written and nobody writes them again while the block lives. `ends`
+    /// is non-decreasing and its last value is `len` (an empty `ends` requires `len == 0`);
+    /// this is checked in debug builds only.
+    pub(crate) unsafe fn from_shared(
+        block: Arc<Block>,
+        start: usize,
+        len: usize,
+        ends: Vec<u64>,
+    ) -> Entries {
+        debug_assert!(ends.windows(2).all(|w| w[0] <= w[1]));
+        debug_assert_eq!(ends.last().copied().unwrap_or(0), len as u64);
+        Entries {
+            data: Bytes::Shared { block, start, len },
+            ends,
         }
     }
 
@@ -336,22 +492,22 @@ impl Entries {
     }
 }
 
-/// Reads a `Vec<u8>` written as one byte string (a length and a memcpy).
+/// Reads the bytes written as one byte string into a new shared block (a length and a
+/// memcpy), which the in-memory log can then keep as it is.
 mod bytes_field {
     use serde::Deserializer;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    use super::Bytes;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Vec<u8>;
+            type Value = Bytes;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a byte string")
             }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::shared_copy(v))
             }
         }
         // `deserialize_bytes`, not `deserialize_byte_buf`: a borrowing decoder (bincode from a

@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod ballot_leader_election;
+mod block;
 pub mod config;
 pub mod entries;
 pub mod errors;

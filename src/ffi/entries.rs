@@ -25,10 +25,11 @@ use omnipaxos_entry_kind::*;
 /// A list of consecutive log entries (opaque).
 ///
 /// Made by `omnipaxos_read`, `omnipaxos_read_entries` and `omnipaxos_read_decided_suffix`;
-/// owned by the caller, who releases it with `omnipaxos_entries_free`. The list is a copy:
-/// it does not change when the node does, and stays valid after the node is freed. One
-/// list holds all its entries in one buffer (no allocation per entry). A list is immutable,
-/// so it may be read from several threads at once.
+/// owned by the caller, who releases it with `omnipaxos_entries_free`. The list does not
+/// change when the node does, and stays valid after the node is freed or trims its log: it
+/// holds its entries in one buffer (no allocation per entry), usually a share of the node's
+/// own in-memory log bytes (kept alive until the list is freed) rather than a copy. A list
+/// is immutable, so it may be read from several threads at once.
 pub struct omnipaxos_entries {
     _private: [u8; 0],
 }

@@ -192,6 +192,10 @@ impl SequencePaxos {
             return Ok(());
         }
         let start_idx = self.log_len;
+        // Shared before it is stored: the in-memory log then keeps the batch's buffer as it
+        // is instead of copying it, and every receiver's message shares it too (nothing is
+        // copied until encoding).
+        self.batch.share();
         self.storage.append_entries(&self.batch)?;
         self.log_len += self.batch.len() as u64;
         let n = self.ls.n_leader;
@@ -203,8 +207,6 @@ impl SequencePaxos {
         // copying) its way up again.
         let next = Entries::with_capacity(self.batch.len(), self.batch.byte_len());
         let mut batch = std::mem::replace(&mut self.batch, next);
-        // Every receiver's message shares the one buffer (nothing is copied until encoding).
-        batch.share();
         for (k, &i) in promised.iter().enumerate() {
             let entries = if k + 1 < promised.len() {
                 batch.clone()

@@ -2,10 +2,23 @@
 //!
 //! A `Vec` that doubles copies the whole log at every reallocation and touches its fresh
 //! pages one page fault (4 KiB) at a time. Here the bytes go into chunks: small heap chunks
-//! while the log is small (so a node with a short log stays small), then fixed chunks of
-//! [`CHUNK`] bytes, each its own `mmap` with `MAP_POPULATE`, so the kernel provides a
-//! chunk's 512 pages in one call instead of 512 page faults. Trimming frees whole chunks;
-//! nothing is ever moved.
+//! while the log is small (so a node with a short log stays small), then chunks of up to
+//! [`CHUNK`] bytes, each its own `mmap` with `MAP_POPULATE` (see [`Block`]), so the kernel
+//! provides a chunk's pages in one call instead of one page fault each. Trimming frees whole
+//! chunks; nothing is ever moved.
+//!
+//! Chunks are shared ([`Arc<Block>`]), so that bytes need not be copied on their way in or
+//! out:
+//! - a large batch that is already shared (the leader's batch, also in the messages to the
+//!   followers; a batch a follower decoded) becomes a chunk of its own as it is, unless that
+//!   would keep much more memory than its bytes ([`ADOPT_MIN`], [`ADOPT_SLACK`]);
+//! - a read that falls within one chunk returns a read-only view of it (the reader keeps the
+//!   chunk alive, even after a trim or the log's end). Small batches are copied into the last
+//!   chunk; one that does not fit in the little room left starts a new chunk, so that a batch
+//!   (the usual read) rarely straddles two chunks.
+//!
+//! The log only appends to chunks it made, past every view it handed out; a truncation
+//! that shortens a chunk somebody else still holds seals it (nothing more is written to it).
 //!
 //! Transparent huge pages (`MADV_HUGEPAGE` on 2 MiB-aligned chunks) were measured too: on
 //! the benchmark VM they made the 1 KiB-entry case bimodal (0.4x to 1.8x of this), because
@@ -16,15 +29,25 @@
 //! are the end offsets into it.
 
 use std::collections::VecDeque;
-use std::ptr::NonNull;
+use std::sync::Arc;
 
+use crate::block::Block;
 use crate::entries::Entries;
 
-/// The size of a mapped chunk (at most this much memory per log is populated ahead of use).
+/// The largest chunk the log makes itself.
 pub(super) const CHUNK: usize = 2 << 20;
 
-/// The first heap chunk's capacity; each next heap chunk doubles, up to [`CHUNK`].
+/// The first heap chunk's capacity; each next chunk doubles, up to [`CHUNK`].
 const MIN_CHUNK: usize = 64 << 10;
+
+/// A shared batch of at least this many bytes is kept as a chunk of its own instead of
+/// copied (below it, per-chunk overhead and many small allocations would cost more than the
+/// copy).
+const ADOPT_MIN: usize = 64 << 10;
+
+/// A shared batch is kept as it is only when its block holds at most this fraction
+/// (1 / `ADOPT_SLACK`) more than the batch's bytes.
+const ADOPT_SLACK: usize = 4;
 
 /// The entry bytes of a log and their end offsets.
 ///
@@ -40,15 +63,36 @@ pub(super) struct ChunkedLog {
     ends: Vec<u64>,
 }
 
-/// A chunk and the global offset of its first byte.
+/// A chunk: bytes `off..off + len` of a block, at global offset `base`.
+///
+/// Invariant: those bytes are written; when `writable`, this log made the block and is
+/// its only writer, and has handed out views of no bytes past `off + len`.
 struct Placed {
     base: u64,
-    chunk: Chunk,
+    block: Arc<Block>,
+    off: usize,
+    len: usize,
+    writable: bool,
 }
 
 impl Placed {
     fn end(&self) -> u64 {
-        self.base + self.chunk.len() as u64
+        self.base + self.len as u64
+    }
+
+    /// Bytes that may still be appended.
+    fn room(&self) -> usize {
+        if self.writable {
+            self.block.cap() - self.off - self.len
+        } else {
+            0
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the range is written (invariant) and never written again: the log only
+        // appends past it, and a truncation below it seals the chunk if it is shared.
+        unsafe { self.block.bytes(self.off, self.off + self.len) }
     }
 }
 
@@ -63,38 +107,71 @@ impl ChunkedLog {
         self.ends.last().copied().unwrap_or(self.start)
     }
 
-    /// Appends every entry of `entries`.
+    /// Appends every entry of `entries`: keeps its bytes as a chunk when they are shared and
+    /// large, copies them otherwise.
     pub(super) fn append(&mut self, entries: &Entries) {
         let base = self.end();
-        self.write(entries.data());
+        match entries.shared_bytes() {
+            Some((block, off, len))
+                if len >= ADOPT_MIN && block.cap() - len <= len / ADOPT_SLACK =>
+            {
+                if let Some(last) = self.chunks.back_mut() {
+                    last.writable = false;
+                }
+                self.chunks.push_back(Placed {
+                    base,
+                    block: Arc::clone(block),
+                    off,
+                    len,
+                    writable: false,
+                });
+            }
+            _ => self.write(entries.data()),
+        }
         self.ends.extend(entries.ends().iter().map(|e| base + e));
     }
 
     /// Copies bytes to the end, filling the last chunk and then adding new ones.
     fn write(&mut self, mut bytes: &[u8]) {
         while !bytes.is_empty() {
-            let room = self.chunks.back().map_or(0, |p| p.chunk.room());
-            if room == 0 {
-                let base = self.chunks.back().map_or(self.start, Placed::end);
-                // Grow with the log: double the bytes held, between MIN_CHUNK and CHUNK.
-                let held = self.chunks.front().map_or(0, |p| base - p.base) as usize;
-                let cap = held
-                    .max(bytes.len())
-                    .clamp(MIN_CHUNK, CHUNK)
-                    .next_power_of_two();
-                let chunk = Chunk::new(cap);
-                self.chunks.push_back(Placed { base, chunk });
+            let room = self.chunks.back().map_or(0, Placed::room);
+            let base = self.chunks.back().map_or(self.start, Placed::end);
+            // Grow with the log: double the bytes held, between MIN_CHUNK and CHUNK.
+            let held = self.chunks.front().map_or(0, |p| base - p.base) as usize;
+            let cap = held
+                .max(bytes.len())
+                .clamp(MIN_CHUNK, CHUNK)
+                .next_power_of_two();
+            // Start a new chunk rather than split these bytes over two, when that wastes
+            // at most an eighth of a chunk.
+            let split = room < bytes.len() && bytes.len() <= cap && room <= cap / 8;
+            if room == 0 || split {
+                if let Some(last) = self.chunks.back_mut() {
+                    last.writable = false;
+                }
+                self.chunks.push_back(Placed {
+                    base,
+                    block: Arc::new(Block::new(cap)),
+                    off: 0,
+                    len: 0,
+                    writable: true,
+                });
                 continue;
             }
             let n = room.min(bytes.len());
             let last = self.chunks.back_mut().expect("a chunk with room exists");
-            last.chunk.extend(&bytes[..n]);
+            // SAFETY: `n <= room`, so the bytes fit in the block; the chunk is writable, so
+            // this log is the block's only writer and no view covers bytes past `off + len`
+            // (the invariant of `Placed`); `bytes` is not part of the block (`&mut self`).
+            unsafe { last.block.write(last.off + last.len, &bytes[..n]) };
+            last.len += n;
             bytes = &bytes[n..];
         }
     }
 
     /// Appends entries `from..to` (indexes among the kept entries) to `out`; `false` (and
-    /// nothing appended) unless `from <= to <= len`.
+    /// nothing appended) unless `from <= to <= len`. When `out` is empty and the entries lie
+    /// in one chunk, `out` becomes a read-only view of it (no bytes are copied).
     pub(super) fn read(&self, from: usize, to: usize, out: &mut Entries) -> bool {
         if from >= to || to > self.ends.len() {
             return from == to && to <= self.ends.len();
@@ -106,6 +183,18 @@ impl ChunkedLog {
         };
         let hi = self.ends[to - 1];
         let len = (hi - lo) as usize;
+        if out.is_empty() && len > 0 {
+            let i = self.chunks.partition_point(|p| p.end() <= lo);
+            if let Some(p) = self.chunks.get(i).filter(|p| p.base <= lo && hi <= p.end()) {
+                let ends = self.ends[from..to].iter().map(|e| e - lo).collect();
+                let at = p.off + (lo - p.base) as usize;
+                // SAFETY: bytes `at..at + len` are inside the chunk's range, which is written
+                // and never written again (the invariant of `Placed`); `ends` are the kept
+                // entries' ends, non-decreasing, rebased to `lo`, the last one at `len`.
+                *out = unsafe { Entries::from_shared(Arc::clone(&p.block), at, len, ends) };
+                return true;
+            }
+        }
         out.extend_from_pieces(self.pieces(lo, hi), len, &self.ends[from..to], lo)
     }
 
@@ -119,8 +208,8 @@ impl ChunkedLog {
             .take_while(move |p| p.base < hi)
             .map(move |p| {
                 let from = lo.saturating_sub(p.base) as usize;
-                let to = ((hi - p.base) as usize).min(p.chunk.len());
-                &p.chunk.bytes()[from..to]
+                let to = ((hi - p.base) as usize).min(p.len);
+                &p.bytes()[from..to]
             })
     }
 
@@ -135,7 +224,14 @@ impl ChunkedLog {
         let keep = self.chunks.partition_point(|p| p.base < end);
         self.chunks.truncate(keep);
         if let Some(last) = self.chunks.back_mut() {
-            last.chunk.truncate((end - last.base) as usize);
+            let new_len = (end - last.base) as usize;
+            if new_len < last.len {
+                last.len = new_len;
+                // Somebody may read the cut bytes through a view: never overwrite them.
+                if Arc::get_mut(&mut last.block).is_none() {
+                    last.writable = false;
+                }
+            }
         }
     }
 
@@ -149,7 +245,7 @@ impl ChunkedLog {
         self.start = self.ends[n - 1];
         self.ends.drain(..n);
         while let Some(p) = self.chunks.front() {
-            if p.end() > self.start || self.chunks.len() == 1 && p.chunk.room() > 0 {
+            if p.end() > self.start || self.chunks.len() == 1 && p.room() > 0 {
                 break;
             }
             self.chunks.pop_front();
@@ -170,6 +266,8 @@ impl std::fmt::Debug for ChunkedLog {
 }
 
 impl Clone for ChunkedLog {
+    /// A copy of the bytes into chunks of the copy's own (two logs never write to one
+    /// block).
     fn clone(&self) -> Self {
         let mut out = ChunkedLog {
             start: self.start,
@@ -180,135 +278,6 @@ impl Clone for ChunkedLog {
         }
         out.ends.extend_from_slice(&self.ends);
         out
-    }
-}
-
-/// One chunk of the log's bytes: initialised up to its length, never reallocated.
-enum Chunk {
-    /// A small chunk from the heap (`capacity` fixed at creation).
-    Heap(Vec<u8>),
-    /// A [`CHUNK`]-byte chunk of its own mapping.
-    Mapped(MappedChunk),
-}
-
-impl Chunk {
-    fn new(cap: usize) -> Chunk {
-        if cap >= CHUNK {
-            if let Some(m) = MappedChunk::new() {
-                return Chunk::Mapped(m);
-            }
-        }
-        Chunk::Heap(Vec::with_capacity(cap))
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Chunk::Heap(v) => v.len(),
-            Chunk::Mapped(m) => m.len,
-        }
-    }
-
-    fn room(&self) -> usize {
-        match self {
-            Chunk::Heap(v) => v.capacity() - v.len(),
-            Chunk::Mapped(m) => CHUNK - m.len,
-        }
-    }
-
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Chunk::Heap(v) => v,
-            Chunk::Mapped(m) => m.bytes(),
-        }
-    }
-
-    /// Appends `b`, which must fit in [`Chunk::room`].
-    fn extend(&mut self, b: &[u8]) {
-        match self {
-            Chunk::Heap(v) => {
-                debug_assert!(b.len() <= v.capacity() - v.len());
-                v.extend_from_slice(b);
-            }
-            Chunk::Mapped(m) => m.extend(b),
-        }
-    }
-
-    fn truncate(&mut self, len: usize) {
-        match self {
-            Chunk::Heap(v) => v.truncate(len),
-            Chunk::Mapped(m) => m.len = m.len.min(len),
-        }
-    }
-}
-
-/// A private anonymous mapping of [`CHUNK`] bytes; its first `len` bytes were written by
-/// us (the rest are zeroes from the kernel).
-struct MappedChunk {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a `MappedChunk` owns its mapping exclusively (no other pointer to it exists), like
-// a `Box<[u8]>`; moving it to another thread or sharing `&MappedChunk` (which only reads) is
-// as safe as for a `Box`.
-unsafe impl Send for MappedChunk {}
-// SAFETY: see `Send`; `&MappedChunk` only gives out `&[u8]`.
-unsafe impl Sync for MappedChunk {}
-
-impl MappedChunk {
-    /// Maps a new chunk, or `None` when the mapping fails (the caller then uses the heap).
-    fn new() -> Option<MappedChunk> {
-        // MAP_POPULATE: the kernel allocates and zeroes all the chunk's pages in this one
-        // call, instead of in one page fault per 4 KiB page when the bytes are first
-        // written (the chunk is about to be filled anyway). If it cannot, the mapping still
-        // succeeds and the pages fault in on demand.
-        // SAFETY: a fresh private anonymous mapping at an address of the kernel's choosing;
-        // it aliases nothing.
-        let raw = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                CHUNK,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                -1,
-                0,
-            )
-        };
-        if raw == libc::MAP_FAILED {
-            return None;
-        }
-        Some(MappedChunk {
-            ptr: NonNull::new(raw.cast())?,
-            len: 0,
-        })
-    }
-
-    fn bytes(&self) -> &[u8] {
-        // SAFETY: the mapping is `CHUNK` bytes, readable, owned by `self` and alive while
-        // `self` is; the first `len <= CHUNK` bytes were written by `extend`; the borrow of
-        // `self` keeps `extend` (which takes `&mut self`) from writing meanwhile.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    fn extend(&mut self, b: &[u8]) {
-        assert!(b.len() <= CHUNK - self.len, "chunk overflow");
-        // SAFETY: `len + b.len() <= CHUNK`, so the destination is inside our writable
-        // mapping; `b` is a live slice that cannot overlap it (the mapping is only reachable
-        // through `self`, borrowed mutably here).
-        unsafe {
-            std::ptr::copy_nonoverlapping(b.as_ptr(), self.ptr.as_ptr().add(self.len), b.len());
-        }
-        self.len += b.len();
-    }
-}
-
-impl Drop for MappedChunk {
-    fn drop(&mut self) {
-        // SAFETY: unmaps exactly the mapping made in `new`, which no slice outlives (every
-        // slice borrows `self`).
-        unsafe {
-            libc::munmap(self.ptr.as_ptr().cast(), CHUNK);
-        }
     }
 }
 
@@ -375,5 +344,64 @@ mod tests {
         assert_eq!(read_all(&log), Entries::new());
         log.append(&entries(0, 3, 5));
         assert_eq!(read_all(&log), entries(0, 3, 5));
+    }
+
+    /// Reads within a chunk are views that stay valid and unchanged whatever the log does
+    /// next (appends, truncation and rewriting, trimming, being dropped); large shared
+    /// batches are kept as they are.
+    #[test]
+    fn views_outlive_changes_to_the_log() {
+        let mut log = ChunkedLog::default();
+        let mut model = Entries::new();
+        let mut views = Vec::new();
+        let mut next = 0u64;
+        for round in 0..30u64 {
+            let size = [16usize, 1000, 100_000][round as usize % 3];
+            let mut batch = entries(next, 1 + round % 7, size);
+            next += 1 + round % 7;
+            if round % 2 == 0 {
+                batch.share();
+            }
+            let before = model.len();
+            log.append(&batch);
+            model.extend_from(&batch);
+            if let Some((block, off, len)) = batch.shared_bytes() {
+                if len >= ADOPT_MIN && block.cap() - len <= len / ADOPT_SLACK {
+                    let p = log.chunks.back().unwrap();
+                    assert!(Arc::ptr_eq(&p.block, block) && p.off == off && !p.writable);
+                }
+            }
+            let mut v = Entries::new();
+            assert!(log.read(before, model.len(), &mut v));
+            assert_eq!(v, model.slice(before, model.len()));
+            let mut copy = Entries::new();
+            copy.extend_from(&v);
+            views.push((copy, v));
+            if round % 4 == 3 {
+                // Cut into what was just read, then write other bytes over it.
+                let keep = model.len() - 1;
+                log.truncate(keep);
+                model.truncate(keep);
+                let other = entries(1_000_000 + round, 2, size);
+                log.append(&other);
+                model.extend_from(&other);
+            }
+            if round % 5 == 4 {
+                let drop = model.len() / 2;
+                log.drain_front(drop);
+                model.drain_front(drop);
+            }
+            assert_eq!(read_all(&log), model);
+            for (copy, view) in &views {
+                assert_eq!(copy, view);
+            }
+        }
+        // At least one read was a view (it shares a block with the log).
+        assert!(views.iter().any(|(_, v)| v.shared_bytes().is_some()));
+        drop(log);
+        for (copy, view) in &views {
+            assert_eq!(copy, view);
+            assert_eq!(copy.iter().count(), view.len());
+        }
     }
 }
