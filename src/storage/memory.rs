@@ -1,7 +1,7 @@
 //! In-memory storage: the log in chunks that are never moved (see [`log`]), nothing survives
 //! the process.
 
-mod log;
+pub(in crate::storage) mod log;
 
 use self::log::ChunkedLog;
 use crate::entries::Entries;

@@ -56,7 +56,7 @@ const ADOPT_SLACK: usize = 4;
 /// starts at `start`. The chunks hold the bytes from `chunks[0].base` (at most `start`) to
 /// the end of the last entry, back to back.
 #[derive(Default)]
-pub(super) struct ChunkedLog {
+pub(in crate::storage) struct ChunkedLog {
     chunks: VecDeque<Placed>,
     /// Global offset where the first kept entry starts.
     start: u64,
@@ -98,7 +98,7 @@ impl Placed {
 
 impl ChunkedLog {
     /// Number of entries kept.
-    pub(super) fn len(&self) -> usize {
+    pub(in crate::storage) fn len(&self) -> usize {
         self.ends.len()
     }
 
@@ -107,9 +107,21 @@ impl ChunkedLog {
         self.ends.last().copied().unwrap_or(self.start)
     }
 
+    /// Bytes of the entries kept.
+    pub(in crate::storage) fn byte_len(&self) -> u64 {
+        self.end() - self.start
+    }
+
+    /// Drops the oldest entries until at most `bytes` bytes of entries are kept.
+    pub(in crate::storage) fn keep_last_bytes(&mut self, bytes: u64) {
+        let end = self.end();
+        let n = self.ends.partition_point(|&e| e + bytes < end);
+        self.drain_front(n);
+    }
+
     /// Appends every entry of `entries`: keeps its bytes as a chunk when they are shared and
     /// large, copies them otherwise.
-    pub(super) fn append(&mut self, entries: &Entries) {
+    pub(in crate::storage) fn append(&mut self, entries: &Entries) {
         let base = self.end();
         match entries.shared_bytes() {
             Some((block, off, len))
@@ -172,7 +184,7 @@ impl ChunkedLog {
     /// Appends entries `from..to` (indexes among the kept entries) to `out`; `false` (and
     /// nothing appended) unless `from <= to <= len`. When `out` is empty and the entries lie
     /// in one chunk, `out` becomes a read-only view of it (no bytes are copied).
-    pub(super) fn read(&self, from: usize, to: usize, out: &mut Entries) -> bool {
+    pub(in crate::storage) fn read(&self, from: usize, to: usize, out: &mut Entries) -> bool {
         if from >= to || to > self.ends.len() {
             return from == to && to <= self.ends.len();
         }
@@ -214,7 +226,7 @@ impl ChunkedLog {
     }
 
     /// Keeps the first `len` entries.
-    pub(super) fn truncate(&mut self, len: usize) {
+    pub(in crate::storage) fn truncate(&mut self, len: usize) {
         if len >= self.ends.len() {
             return;
         }
@@ -237,7 +249,7 @@ impl ChunkedLog {
 
     /// Drops the first `n` entries (`n <= len`) and frees every chunk that holds none of
     /// the rest, except the last one while it has room.
-    pub(super) fn drain_front(&mut self, n: usize) {
+    pub(in crate::storage) fn drain_front(&mut self, n: usize) {
         let n = n.min(self.ends.len());
         if n == 0 {
             return;

@@ -161,7 +161,6 @@ mod fsutil;
 mod record;
 mod segments;
 
-use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io;
 use std::mem;
@@ -182,6 +181,7 @@ use crate::config::SyncPolicy;
 use crate::entries::Entries;
 use crate::errors::{StorageError, StorageErrorKind};
 use crate::messages::{Ballot, StopSign};
+use crate::storage::memory::log::ChunkedLog;
 use crate::storage::Storage;
 
 const REDO_FILE: &str = "redo";
@@ -197,120 +197,70 @@ const RECENT_BYTES: usize = 4 << 20;
 
 /// The most recently committed entries, kept in memory so that reading what was just
 /// decided (what applications do) does not go back to the commitlog and re-check every
-/// message's checksum. The committed batches themselves are kept (moved, not copied; a
-/// batch of a few entries is copied onto the previous one), and the buffers of the batches
-/// dropped at the front come back as the next batches' buffers, so that in a steady state
-/// nothing is copied or allocated (and no page is faulted in) for it.
+/// message's checksum. They are kept like the in-memory storage's log (large shared blocks,
+/// so a read within one is a view, not a copy); when they pass `2 * RECENT_BYTES`, the
+/// oldest are dropped down to `RECENT_BYTES`.
 #[derive(Default)]
 struct RecentEntries {
-    /// Contiguous runs of entries: (global index of the first, entries).
-    chunks: VecDeque<(u64, Entries)>,
-    /// Where the next chunk must start when `chunks` is empty.
-    empty_at: u64,
-    /// Bytes held (entry bytes plus 8 per entry).
-    bytes: usize,
-    /// Cleared buffers to reuse.
-    spare: Vec<Entries>,
-}
-
-/// A batch lighter than this is copied onto the previous chunk instead of kept as its own.
-const RECENT_MIN_CHUNK: usize = 4 << 10;
-/// Cleared buffers kept for reuse at most.
-const RECENT_SPARES: usize = 8;
-
-fn weight(e: &Entries) -> usize {
-    e.byte_len() + 8 * e.len()
+    /// Global index of the first entry kept.
+    start: u64,
+    log: ChunkedLog,
 }
 
 impl RecentEntries {
     fn start(&self) -> u64 {
-        self.chunks.front().map_or(self.empty_at, |c| c.0)
+        self.start
     }
 
     fn end(&self) -> u64 {
-        self.chunks
-            .back()
-            .map_or(self.empty_at, |c| c.0 + c.1.len() as u64)
-    }
-
-    fn recycle(&mut self, mut e: Entries) {
-        if self.spare.len() < RECENT_SPARES {
-            e.clear();
-            self.spare.push(e);
-        }
+        self.start + self.log.len() as u64
     }
 
     /// Forgets everything; the next entries remembered start at `at`.
     fn reset(&mut self, at: u64) {
-        while let Some((_, e)) = self.chunks.pop_back() {
-            self.recycle(e);
-        }
-        self.bytes = 0;
-        self.empty_at = at;
+        self.log = ChunkedLog::default();
+        self.start = at;
     }
 
-    /// Remembers `entries`, committed at `at..`. `entries` is left empty, with a reused
-    /// buffer when there is one.
-    fn remember(&mut self, at: u64, entries: &mut Entries) {
+    /// Remembers `entries`, committed at `at..`.
+    fn remember(&mut self, at: u64, entries: &Entries) {
         if entries.is_empty() {
             return;
         }
         if at != self.end() {
             self.reset(at);
         }
-        self.bytes += weight(entries);
-        match self.chunks.back_mut() {
-            Some((_, last)) if weight(entries) < RECENT_MIN_CHUNK => {
-                last.extend_from(entries);
-                entries.clear();
-            }
-            _ => {
-                let fresh = self.spare.pop().unwrap_or_default();
-                self.chunks.push_back((at, mem::replace(entries, fresh)));
-            }
-        }
-        while self.bytes > RECENT_BYTES && self.chunks.len() > 1 {
-            let (_, e) = self.chunks.pop_front().expect("more than one chunk");
-            self.bytes -= weight(&e);
-            self.recycle(e);
+        self.log.append(entries);
+        if self.log.byte_len() > 2 * RECENT_BYTES as u64 {
+            let before = self.log.len();
+            self.log.keep_last_bytes(RECENT_BYTES as u64);
+            self.start += (before - self.log.len()) as u64;
         }
     }
 
     /// Drops every entry from `len` on.
     fn cut(&mut self, len: u64) {
-        while let Some((at, e)) = self.chunks.back_mut() {
-            let at = *at;
-            if at >= len {
-                let (_, e) = self.chunks.pop_back().expect("a last chunk");
-                self.bytes -= weight(&e);
-                self.recycle(e);
-                continue;
-            }
-            if at + (e.len() as u64) > len {
-                self.bytes -= weight(e);
-                e.truncate((len - at) as usize);
-                self.bytes += weight(e);
-            }
-            break;
-        }
-        if self.chunks.is_empty() {
-            self.empty_at = len;
+        if len <= self.start {
+            self.reset(len);
+        } else {
+            self.log.truncate((len - self.start) as usize);
         }
     }
 
-    /// Appends entries `from..to` to `out`; the range must lie in `start()..end()`.
+    /// Appends entries `from..to` to `out` (a view when `out` is empty and they lie in one
+    /// block); the range must lie in `start()..end()`.
     fn read(&self, from: u64, to: u64, out: &mut Entries) {
-        let mut k = self
-            .chunks
-            .partition_point(|(at, e)| at + e.len() as u64 <= from);
-        let mut off = from;
-        while off < to {
-            let (at, e) = &self.chunks[k];
-            let hi = to.min(at + e.len() as u64);
-            out.extend_from_range(e, (off - at) as usize, (hi - at) as usize);
-            off = hi;
-            k += 1;
-        }
+        let ok = self.log.read(
+            (from - self.start) as usize,
+            (to - self.start) as usize,
+            out,
+        );
+        debug_assert!(
+            ok,
+            "a recent range {from}..{to} outside {}..{}",
+            self.start,
+            self.end()
+        );
     }
 }
 
@@ -922,7 +872,8 @@ impl PersistentStorage {
         self.committed.decided_idx = durable_decided;
         let at = self.keep;
         self.keep = self.state.log_len;
-        self.recent.remember(at, &mut self.pending);
+        self.recent.remember(at, &self.pending);
+        self.pending.clear();
         Ok(())
     }
 
