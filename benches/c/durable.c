@@ -17,10 +17,11 @@
  * (group commit). The figure: --entries divided by the time until every node has read them all.
  * The same program runs with --storage memory for the in-memory figure of the same harness.
  *
- * Latency (--latency K): K times, one append at the leader, timed until the leader reports
- * it decided; before each operation the main thread times one raw write of 16 bytes +
- * fdatasync to DIR/sync-probe, so the latency can be given in fdatasyncs of the disk as it
- * was at that moment.
+ * Latency (--latency K): the leader's thread itself, K times, times one raw write of 16
+ * bytes + fdatasync to DIR/sync-probe (so the latency can be given in fdatasyncs of the disk
+ * as it was at that moment), then appends one entry and runs until it reports it decided,
+ * polling its inbox meanwhile; the followers poll briefly before they sleep. So no thread
+ * wake-up of the leader is timed (in a deployment that is the network's part).
  *
  * --burst caps the rounds the leader appends in one iteration (before it sends).
  *
@@ -32,6 +33,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,11 +64,11 @@ static int n_nodes = 3;
 static int leader_ix = -1;
 static size_t entry_size = 16, total = 200000, round_size = 1000, window = 20000, burst = 1000;
 static volatile int stop = 0;
-/* Latency mode: the main thread asks the leader thread to append one entry. */
-static pthread_mutex_t op_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t op_cv = PTHREAD_COND_INITIALIZER;
+/* Latency mode: the leader's thread runs the operations itself (see leader_latency). */
 static int latency_mode = 0;
-static uint64_t op_requested = 0, op_decided = 0; /* entries asked for / decided at leader */
+static size_t lat_ops = 0, lat_done = 0;
+static double *lat = NULL, *probe = NULL, max_secs = 60;
+static int probe_fd = -1;
 static uint64_t read_count[MAX_NODES], base_idx[MAX_NODES];
 static double done_at[MAX_NODES];
 
@@ -140,8 +142,73 @@ static void read_new(int i) {
     omnipaxos_entries_free(e);
 }
 
+static void *node_main(void *arg);
+
+/* Moves the inbox of node i into handle_incoming; returns how many messages there were. */
+static size_t handle_inbox(int i) {
+    inbox_t *b = &inbox[i];
+    pthread_mutex_lock(&b->mu);
+    size_t n = b->n;
+    msg_t *q = b->q;
+    b->q = NULL;
+    b->n = b->cap = 0;
+    pthread_mutex_unlock(&b->mu);
+    for (size_t k = 0; k < n; k++) {
+        TRY(omnipaxos_handle_incoming(nodes[i], q[k].data, q[k].len));
+        free(q[k].data);
+    }
+    free(q);
+    return n;
+}
+
+/* Latency mode, in the leader's thread: lat_ops times, one raw write + fdatasync to the
+ * probe file (timed), then one append, timed until this node reports it decided. The
+ * thread polls its inbox without sleeping meanwhile, so no wake-up of its own is timed. */
+static void leader_latency(int i) {
+    uint8_t *entry = calloc(1, entry_size);
+    double t_start = now();
+    for (size_t r = 0; r < lat_ops && !stop; r++) {
+        probe[r] = 0;
+        if (probe_fd >= 0) {
+            uint8_t junk[16] = {0};
+            double p0 = now();
+            if (write(probe_fd, junk, 16) != 16 || fdatasync(probe_fd) != 0) {
+                perror("sync probe");
+                exit(1);
+            }
+            probe[r] = now() - p0;
+        }
+        uint64_t seq = r;
+        memcpy(entry, &seq, sizeof seq);
+        double t0 = now();
+        TRY(omnipaxos_append(nodes[i], entry, entry_size));
+        for (;;) {
+            send_all(i);
+            uint64_t decided;
+            TRY(omnipaxos_decided_idx(nodes[i], &decided));
+            if (decided >= base_idx[i] + r + 1) break;
+            if (!handle_inbox(i)) sched_yield();
+        }
+        lat[r] = now() - t0;
+        read_new(i);
+        lat_done = r + 1;
+        if (now() - t_start > max_secs) break;
+    }
+    free(entry);
+    stop = 1;
+    for (int k = 0; k < n_nodes; k++) {
+        pthread_mutex_lock(&inbox[k].mu);
+        pthread_cond_signal(&inbox[k].cv);
+        pthread_mutex_unlock(&inbox[k].mu);
+    }
+}
+
 static void *node_main(void *arg) {
     int i = (int)(intptr_t)arg;
+    if (latency_mode && i == leader_ix) {
+        leader_latency(i);
+        return NULL;
+    }
     int is_leader = i == leader_ix;
     uint8_t *entry = calloc(1, entry_size);
     msg_t *batch = NULL;
@@ -153,6 +220,14 @@ static void *node_main(void *arg) {
         inbox_t *b = &inbox[i];
         pthread_mutex_lock(&b->mu);
         int idle = b->n == 0;
+        if (idle && !is_leader && latency_mode) {
+            /* Latency mode: poll a little before sleeping (a wake-up costs tens of us). */
+            pthread_mutex_unlock(&b->mu);
+            for (int s = 0; s < 2000 && !__atomic_load_n(&b->n, __ATOMIC_RELAXED) && !stop; s++)
+                sched_yield();
+            pthread_mutex_lock(&b->mu);
+            idle = b->n == 0;
+        }
         if (idle && !is_leader) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
@@ -179,20 +254,7 @@ static void *node_main(void *arg) {
             uint64_t decided = 0;
             TRY(omnipaxos_decided_idx(nodes[i], &decided));
             decided -= base_idx[i];
-            if (latency_mode) {
-                pthread_mutex_lock(&op_mu);
-                uint64_t want = op_requested;
-                if (decided > op_decided) {
-                    op_decided = decided;
-                    pthread_cond_broadcast(&op_cv);
-                }
-                pthread_mutex_unlock(&op_mu);
-                for (; appended < want; appended++) {
-                    memcpy(entry, &appended, sizeof appended);
-                    TRY(omnipaxos_append(nodes[i], entry, entry_size));
-                    appended_now = 1;
-                }
-            } else {
+            {
                 /* Every round the client has outstanding (it issues the next one as soon
                  * as one is decided): while the leader fsyncs, rounds queue up, and the
                  * next fsync covers them all (group commit). */
@@ -276,7 +338,6 @@ static long peak_rss_kib(void) {
 
 int main(int argc, char **argv) {
     size_t latency = 0;
-    double max_secs = 60;
     const char *storage = "memory", *dir = NULL, *sync = "always";
     for (int a = 1; a < argc; a++) {
         const char *k = argv[a], *v = a + 1 < argc ? argv[a + 1] : NULL;
@@ -330,6 +391,18 @@ int main(int argc, char **argv) {
     leader_ix = (int)leader - 1;
     for (int i = 0; i < n_nodes; i++) TRY(omnipaxos_decided_idx(nodes[i], &base_idx[i]));
     latency_mode = latency > 0;
+    if (latency_mode) {
+        lat_ops = latency;
+        lat = calloc(latency, sizeof *lat);
+        probe = calloc(latency, sizeof *probe);
+        if (!lat || !probe) return 1;
+        if (dir) {
+            char path[4096];
+            snprintf(path, sizeof path, "%s/sync-probe", dir);
+            probe_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+            if (probe_fd < 0) { perror(path); return 1; }
+        }
+    }
 
     pthread_t th[MAX_NODES];
     double c0 = cpu_now(), t0 = now();
@@ -337,39 +410,9 @@ int main(int argc, char **argv) {
         pthread_create(&th[i], NULL, node_main, (void *)(intptr_t)i);
 
     if (latency_mode) {
-        double *lat = malloc(latency * sizeof *lat), *probe = malloc(latency * sizeof *probe);
-        char path[4096];
-        snprintf(path, sizeof path, "%s/sync-probe", dir ? dir : "/tmp");
-        int probe_fd = dir ? open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644) : -1;
-        if (dir && probe_fd < 0) { perror(path); return 1; }
-        size_t r = 0;
-        for (; r < latency; r++) {
-            probe[r] = 0;
-            if (probe_fd >= 0) {
-                uint8_t junk[16] = {0};
-                double p0 = now();
-                if (write(probe_fd, junk, 16) != 16 || fdatasync(probe_fd) != 0) {
-                    perror("sync probe");
-                    return 1;
-                }
-                probe[r] = now() - p0;
-            }
-            double a = now();
-            pthread_mutex_lock(&op_mu);
-            op_requested = r + 1;
-            pthread_mutex_unlock(&op_mu);
-            pthread_mutex_lock(&inbox[leader_ix].mu); /* wake the leader */
-            pthread_cond_signal(&inbox[leader_ix].cv);
-            pthread_mutex_unlock(&inbox[leader_ix].mu);
-            pthread_mutex_lock(&op_mu);
-            while (op_decided < r + 1) pthread_cond_wait(&op_cv, &op_mu);
-            pthread_mutex_unlock(&op_mu);
-            lat[r] = now() - a;
-            if (now() - t0 > max_secs) { r++; break; }
-        }
-        latency = r;
-        stop = 1;
         for (int i = 0; i < n_nodes; i++) pthread_join(th[i], NULL);
+        latency = lat_done;
+        if (!latency) { fprintf(stderr, "durable: no operation completed\n"); return 1; }
         double secs = now() - t0;
         qsort(lat, latency, sizeof *lat, cmp_double);
         qsort(probe, latency, sizeof *probe, cmp_double);
