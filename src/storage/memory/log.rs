@@ -61,7 +61,14 @@ pub(in crate::storage) struct ChunkedLog {
     /// Global offset where the first kept entry starts.
     start: u64,
     ends: Vec<u64>,
+    /// Full-size blocks freed from the front that nobody else held, for the next chunks: a
+    /// log trimmed as it grows (or a bounded cache of recent entries) then reuses its
+    /// memory instead of mapping and populating fresh pages.
+    spare: Vec<Block>,
 }
+
+/// Freed full-size blocks kept for reuse at most.
+const SPARE_BLOCKS: usize = 2;
 
 /// A chunk: bytes `off..off + len` of a block, at global offset `base`.
 ///
@@ -161,9 +168,16 @@ impl ChunkedLog {
                 if let Some(last) = self.chunks.back_mut() {
                     last.writable = false;
                 }
+                let block = match self.spare.pop() {
+                    Some(b) if cap == CHUNK => b,
+                    other => {
+                        self.spare.extend(other);
+                        Block::new(cap)
+                    }
+                };
                 self.chunks.push_back(Placed {
                     base,
-                    block: Arc::new(Block::new(cap)),
+                    block: Arc::new(block),
                     off: 0,
                     len: 0,
                     writable: true,
@@ -260,7 +274,13 @@ impl ChunkedLog {
             if p.end() > self.start || self.chunks.len() == 1 && p.room() > 0 {
                 break;
             }
-            self.chunks.pop_front();
+            let p = self.chunks.pop_front().expect("a front chunk");
+            if self.spare.len() < SPARE_BLOCKS && p.block.cap() == CHUNK {
+                // Only a block nobody else holds (no view of it is alive) can be reused.
+                if let Ok(block) = Arc::try_unwrap(p.block) {
+                    self.spare.push(block);
+                }
+            }
         }
     }
 }
