@@ -381,6 +381,46 @@ mod tests {
     /// Reads within a chunk are views that stay valid and unchanged whatever the log does
     /// next (appends, truncation and rewriting, trimming, being dropped); large shared
     /// batches are kept as they are.
+    /// A bounded log (trimmed as it grows) reuses freed full-size blocks, but never one a
+    /// view still holds.
+    #[test]
+    fn freed_blocks_are_reused_unless_viewed() {
+        let mut log = ChunkedLog::default();
+        let mut next = 0u64;
+        let mut held = Vec::new();
+        let mut reused = 0;
+        for round in 0..400u64 {
+            let e = entries(next, 64, 1024);
+            next += 64;
+            let spares = log.spare.len();
+            log.append(&e);
+            reused += usize::from(log.spare.len() < spares);
+            if round % 7 == 0 && round < 100 {
+                // a view of the last batch, kept alive while the log moves on (the blocks
+                // of the first rounds can never be reused; the later ones can)
+                let mut v = Entries::new();
+                assert!(log.read(log.len() - 64, log.len(), &mut v));
+                held.push((v.clone(), e));
+            }
+            if log.byte_len() > 3 * CHUNK as u64 {
+                log.keep_last_bytes(CHUNK as u64);
+            }
+            assert!(log.spare.len() <= SPARE_BLOCKS);
+        }
+        assert!(
+            next * 1024 > 8 * CHUNK as u64,
+            "the log went through several blocks"
+        );
+        assert!(reused > 0, "no freed block was reused");
+        for (view, original) in &held {
+            assert!(view == original, "a view changed after its block was freed");
+        }
+        let tail = entries(next - 64, 64, 1024);
+        let mut v = Entries::new();
+        assert!(log.read(log.len() - 64, log.len(), &mut v));
+        assert!(v == tail);
+    }
+
     #[test]
     fn views_outlive_changes_to_the_log() {
         let mut log = ChunkedLog::default();
