@@ -292,7 +292,7 @@ class Bench:
         work = os.path.join(self.a.bin_dir, "durable-work")
         q = self.a.quick
         entries, lat_ops, secs = (200_000, 300, "3") if q else (1_000_000, 1000, "6")
-        fs, dtp, mtp, lat, slat, stp, mlat = [], [], [], [], [], [], []
+        fs, dtp, mtp, ntp, lat, slat, stp, mlat = [], [], [], [], [], [], [], []
 
         def fresh() -> None:
             shutil.rmtree(work, ignore_errors=True)
@@ -305,7 +305,8 @@ class Bench:
             tp_args = ["--nodes", "3", "--size", "16", "--entries", str(entries),
                        "--round", "1000", "--window", "20000", "--max-secs", "60"]
             pair = [(dtp, ["--storage", "persistent", "--dir", work, "--sync", "always"]),
-                    (mtp, ["--storage", "memory"])]
+                    (mtp, ["--storage", "memory"]),
+                    (ntp, ["--storage", "persistent", "--dir", work, "--sync", "never"])]
             for rs, extra in (pair if i % 2 == 0 else pair[::-1]):
                 fresh()
                 rs.append(record("durable-threads", run_json([self.durable, *tp_args, *extra],
@@ -338,7 +339,7 @@ class Bench:
                           if "error" in r[-1]))
         shutil.rmtree(work, ignore_errors=True)
         f50, frate = med(fs, "p50_us"), med(fs, "syncs_per_s")
-        d_eps, m_eps = med(dtp, "eps"), med(mtp, "eps")
+        d_eps, m_eps, n_eps = med(dtp, "eps"), med(mtp, "eps"), med(ntp, "eps")
         tr = ratio(d_eps, m_eps)
         single_m_eps = self.main_summary[0]["ours_eps"]
         d_lat, p_lat = med(lat, "p50_us"), med(lat, "probe_p50_us")
@@ -359,6 +360,10 @@ class Bench:
              if d_lat else "failed: " + first_error(lat),
              f"{fmt(in_syncs, 2)} fdatasyncs (paired probe p50 {fmt(p_lat, 1)} us)",
              "<= 2", verdict(None if in_syncs is None else in_syncs <= 2)],
+            ["(reference) the same storage with `sync = never` (no fsync: the CPU cost of "
+             "the log), a thread per node",
+             fmt(n_eps) + " entries/s" if n_eps else "failed: " + first_error(ntp),
+             f"{fmt(ratio(n_eps, m_eps), 3)} of in-memory in the same program", "", ""],
             ["(reference) durable throughput, one thread visiting the nodes in turn",
              fmt(s_eps) + " entries/s" if s_eps else "failed: " + first_error(stp),
              f"{fmt(ratio(s_eps, single_m_eps), 3)} of the one-thread in-memory figure", "", ""],
