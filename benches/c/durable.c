@@ -42,7 +42,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "omnipaxos.h"
+#define BENCH_NAME "durable"
+#include "bench_common.h"
 
 #define MAX_NODES 7
 
@@ -71,25 +72,6 @@ static double *lat = NULL, *probe = NULL, max_secs = 60;
 static int probe_fd = -1;
 static uint64_t read_count[MAX_NODES], base_idx[MAX_NODES];
 static double done_at[MAX_NODES];
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, omnipaxos_result rc) {
-    char detail[512];
-    omnipaxos_last_error(detail, sizeof detail);
-    fprintf(stderr, "durable: %s failed: %s (%s)\n", what, omnipaxos_strerror(rc), detail);
-    exit(1);
-}
-
-#define TRY(call)                                 \
-    do {                                          \
-        omnipaxos_result rc_ = (call);            \
-        if (rc_ != OMNIPAXOS_OK) die(#call, rc_); \
-    } while (0)
 
 static void push(int to, const uint8_t *data, size_t len) {
     inbox_t *b = &inbox[to];
@@ -308,34 +290,6 @@ static void deliver_until_quiet(void) {
     }
 }
 
-static uint64_t agreed_leader(void) {
-    uint64_t first = 0;
-    for (int i = 0; i < n_nodes; i++) {
-        uint64_t pid = 0;
-        TRY(omnipaxos_leader(nodes[i], &pid, NULL));
-        if (pid == 0 || (i > 0 && pid != first)) return 0;
-        first = pid;
-    }
-    return first;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double cpu_now(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-static long peak_rss_kib(void) {
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
-}
-
 int main(int argc, char **argv) {
     size_t latency = 0;
     const char *storage = "memory", *dir = NULL, *sync = "always";
@@ -361,23 +315,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "durable: bad arguments (nodes 2..7, size >= 8, --dir for persistent)\n");
         return 2;
     }
-    char nodes_list[64] = "";
     for (int i = 0; i < n_nodes; i++) {
-        size_t l = strlen(nodes_list);
-        snprintf(nodes_list + l, sizeof nodes_list - l, "%s%d", i ? ", " : "", i + 1);
-    }
-    for (int i = 0; i < n_nodes; i++) {
-        char cfg[2048], st[1024];
-        if (!strcmp(storage, "memory"))
-            snprintf(st, sizeof st, "storage { type = memory }");
-        else
-            snprintf(st, sizeof st, "storage { type = persistent, path = \"%s/node%d\", sync = %s }",
-                     dir, i + 1, sync);
-        int len = snprintf(cfg, sizeof cfg,
-                           "config_id = 1\npid = %d\nnodes = [%s]\nelection_tick_timeout = 5\n"
-                           "batch_size = %zu\nbuffer_size = 10000000\nmax_message_bytes = %d\n%s\n",
-                           i + 1, nodes_list, round_size, 256 << 20, st);
-        TRY(omnipaxos_node_from_hocon_str(cfg, (size_t)len, &nodes[i]));
+        nodes[i] = make_node(i + 1, n_nodes, round_size, 256u << 20, storage, dir, sync);
         pthread_mutex_init(&inbox[i].mu, NULL);
         pthread_cond_init(&inbox[i].cv, NULL);
     }
@@ -385,7 +324,7 @@ int main(int argc, char **argv) {
     for (int t = 0; t < 1000 && !leader; t++) {
         for (int i = 0; i < n_nodes; i++) TRY(omnipaxos_tick(nodes[i]));
         deliver_until_quiet();
-        leader = agreed_leader();
+        leader = agreed_leader(nodes, n_nodes);
     }
     if (!leader) { fprintf(stderr, "durable: no leader elected\n"); return 1; }
     leader_ix = (int)leader - 1;

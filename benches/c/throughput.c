@@ -35,7 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "omnipaxos.h"
+#define BENCH_NAME "throughput"
+#include "bench_common.h"
 
 #define MAX_NODES 16
 
@@ -43,25 +44,6 @@ static omnipaxos_node *nodes[MAX_NODES]; /* nodes[i] has pid i + 1 */
 static int n_nodes = 3;
 static int bulk = 0; /* --bulk: omnipaxos_append_batch and omnipaxos_entries_contiguous */
 static uint64_t messages = 0;
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, omnipaxos_result rc) {
-    char detail[512];
-    omnipaxos_last_error(detail, sizeof detail);
-    fprintf(stderr, "throughput: %s failed: %s (%s)\n", what, omnipaxos_strerror(rc), detail);
-    exit(1);
-}
-
-#define TRY(call)                                       \
-    do {                                                \
-        omnipaxos_result rc_ = (call);                  \
-        if (rc_ != OMNIPAXOS_OK) die(#call, rc_);       \
-    } while (0)
 
 /* Delivers messages until no node has anything to send. When watch_node >= 0, returns
  * the time at which that node's decided index first reached watch_idx (0 if never). */
@@ -87,17 +69,6 @@ static double deliver_until_quiet(int watch_node, uint64_t watch_idx) {
         }
     }
     return reached;
-}
-
-static uint64_t agreed_leader(void) {
-    uint64_t first = 0;
-    for (int i = 0; i < n_nodes; i++) {
-        uint64_t pid = 0;
-        TRY(omnipaxos_leader(nodes[i], &pid, NULL));
-        if (pid == 0 || (i > 0 && pid != first)) return 0;
-        first = pid;
-    }
-    return first;
 }
 
 /* Every node reads its newly decided entries and checks them (entry i carries i). */
@@ -143,24 +114,6 @@ static void read_new(const uint64_t *base, uint64_t *read) {
     }
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* User + system CPU seconds of this process so far. */
-static double cpu_now(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-static long peak_rss_kib(void) {
-    struct rusage ru;
-    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_maxrss : -1;
-}
-
 int main(int argc, char **argv) {
     size_t size = 16, total = 1000000, round = 1000, latency = 0;
     double max_secs = 0; /* 0: no limit */
@@ -189,32 +142,16 @@ int main(int argc, char **argv) {
     }
     if (size < 8) size = 8;
 
-    char nodes_list[256] = "";
-    for (int i = 0; i < n_nodes; i++) {
-        size_t l = strlen(nodes_list);
-        snprintf(nodes_list + l, sizeof nodes_list - l, "%s%d", i ? ", " : "", i + 1);
-    }
     size_t max_msg = round * (size + 16) * 2 + (1 << 20);
     if (max_msg < (64u << 20)) max_msg = 64u << 20;
-    for (int i = 0; i < n_nodes; i++) {
-        char cfg[2048], st[1024];
-        if (!strcmp(storage, "memory"))
-            snprintf(st, sizeof st, "storage { type = memory }");
-        else
-            snprintf(st, sizeof st, "storage { type = persistent, path = \"%s/node%d\", sync = %s }",
-                     dir, i + 1, sync);
-        int len = snprintf(cfg, sizeof cfg,
-                           "config_id = 1\npid = %d\nnodes = [%s]\nelection_tick_timeout = 5\n"
-                           "batch_size = %zu\nbuffer_size = 10000000\nmax_message_bytes = %zu\n%s\n",
-                           i + 1, nodes_list, round, max_msg, st);
-        TRY(omnipaxos_node_from_hocon_str(cfg, (size_t)len, &nodes[i]));
-    }
+    for (int i = 0; i < n_nodes; i++)
+        nodes[i] = make_node(i + 1, n_nodes, round, max_msg, storage, dir, sync);
 
     uint64_t leader = 0;
     for (int t = 0; t < 1000 && !leader; t++) {
         for (int i = 0; i < n_nodes; i++) TRY(omnipaxos_tick(nodes[i]));
         deliver_until_quiet(-1, 0);
-        leader = agreed_leader();
+        leader = agreed_leader(nodes, n_nodes);
     }
     if (!leader) { fprintf(stderr, "throughput: no leader elected\n"); return 1; }
     omnipaxos_node *L = nodes[leader - 1];
