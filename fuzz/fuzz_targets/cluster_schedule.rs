@@ -69,17 +69,28 @@ fuzz_target!(|data: &[u8]| {
 fn check(nodes: &mut [OmniPaxos], decided: &mut [Vec<Vec<u8>>]) {
     for (i, node) in nodes.iter_mut().enumerate() {
         let d = node.decided_idx().unwrap() as usize;
-        assert!(d >= decided[i].len(), "node {}: decided index went down", i + 1);
+        assert!(
+            d >= decided[i].len(),
+            "node {}: decided index went down",
+            i + 1
+        );
         if d > decided[i].len() {
             let mut e = Entries::new();
-            node.read_decided_suffix(decided[i].len() as u64, &mut e).unwrap();
+            node.read_decided_suffix(decided[i].len() as u64, &mut e)
+                .unwrap();
             decided[i].extend(e.iter().map(|x| x.to_vec()));
         }
     }
     for a in 0..3 {
         for b in 0..3 {
             let n = decided[a].len().min(decided[b].len());
-            assert_eq!(decided[a][..n], decided[b][..n], "nodes {} and {} disagree", a + 1, b + 1);
+            assert_eq!(
+                decided[a][..n],
+                decided[b][..n],
+                "nodes {} and {} disagree",
+                a + 1,
+                b + 1
+            );
         }
     }
 }
