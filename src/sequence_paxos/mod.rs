@@ -237,6 +237,7 @@ impl SequencePaxos {
         self.acks_pending.clear();
         self.decided_sync_due = false;
         self.released_early = false;
+        self.reported_decided = 0;
         self.forwarding.sent_upto = self.forwarding.first_seq;
         self.log("recovered from storage; waiting for a leader to bring this node up to date");
     }
