@@ -543,11 +543,12 @@ enum omnipaxos_result omnipaxos_reconnected(struct omnipaxos_node *node, uint64_
 /**
  * Trims (compacts) the log of every node up to index `idx` (entries below `idx` are
  * removed; reads of them give `OMNIPAXOS_ENTRY_TRIMMED`). `UINT64_MAX` trims everything
- * every node has decided. Only entries decided at every node can be trimmed; at a follower
- * the request is forwarded to the leader.
+ * every node has decided. Call it at the leader; only entries whose decision every node
+ * has on disk can be trimmed (a node writes its decided index lazily, within one resend
+ * period, so entries decided just now become trimmable a little later).
  *
- * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (beyond what
- * can be trimmed); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+ * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (not the leader,
+ * or beyond what can be trimmed yet); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
  *
  * # Safety
  * `node` is NULL or a live node.

@@ -317,7 +317,9 @@ impl OmniPaxos {
     }
 
     /// Trims the log up to `idx` (if `None`, as far as possible) on every server. Only the
-    /// leader can trim, and only entries that are decided and accepted by every server.
+    /// leader can trim, and only entries that are decided and accepted by every server,
+    /// with the decided index on disk there (it is written lazily, within one resend
+    /// period).
     pub fn trim(&mut self, idx: Option<u64>) -> Result<()> {
         self.sp.commit()?;
         self.sp.trim(idx)

@@ -415,7 +415,8 @@ class OmniPaxos:
 
     def trim(self, idx: Optional[int] = None) -> None:
         """Trims (compacts) the log up to ``idx`` on every server; ``None`` trims as far as
-        possible (everything decided and accepted by every server). Only the leader can
+        possible (everything decided and accepted by every server, whose decided index is
+        on disk there: written lazily, within one resend period). Only the leader can
         trim: elsewhere, and beyond what can be trimmed, it raises
         :class:`~omnipaxos.InvalidArgumentError`."""
         target = _U64_MAX if idx is None else _u64(idx, "idx")
