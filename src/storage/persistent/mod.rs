@@ -120,6 +120,14 @@
 //! spares the file system a block reservation per page written; the file's length stays
 //! the end of its data, so a segment takes its full size on disk from the start.
 //!
+//! # Memory
+//!
+//! The log lives on disk; in memory are the batch being committed, a reused framing buffer
+//! (at most `CHUNK_BYTES`, 4 MiB), and the most recently committed entries (`RecentEntries`:
+//! 4 to 8 MiB of entries in 2 MiB blocks, two freed blocks kept for reuse), from which reads
+//! of just-decided entries are served as views instead of read back from the commitlog.
+//! About 16 MiB per node at most, whatever the log's length.
+//!
 //! # Durability
 //!
 //! Under [`SyncPolicy::Always`] every commit fdatasyncs what it wrote before it returns
