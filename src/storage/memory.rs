@@ -1,4 +1,4 @@
-//! In-memory storage: the log in chunks that are never moved (see [`log`]), nothing survives
+//! In-memory storage: the log in chunks that are never moved (see `memory/log.rs`), nothing survives
 //! the process.
 
 pub(in crate::storage) mod log;
