@@ -1152,7 +1152,12 @@ impl PersistentStorage {
                 };
             }
         }
-        self.read_hint.set((next, off));
+        // A hint only to a message that exists: its offset then stays until a truncation
+        // or a reopening, which forget the hint. (At the end of the log the next message
+        // may go to a new segment, with another offset.)
+        if next < self.disk_len {
+            self.read_hint.set((next, off));
+        }
         Ok(())
     }
 
