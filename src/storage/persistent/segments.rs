@@ -355,7 +355,7 @@ fn index_consistent(seg: &File, idx: &[u8], base: u64, n: u64, seg_len: u64) -> 
         if rel != i as u64 || pos <= prev {
             break;
         }
-        if pos + MSG_HEADER > seg_len {
+        if pos + MSG_HEADER > seg_len || (i == 0 && pos != 2) {
             return None;
         }
         prev = pos;
