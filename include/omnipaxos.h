@@ -82,8 +82,9 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_BUFFER_FULL = 9,
     /**
-     * The configuration has been stopped by a decided StopSign: no more entries are
-     * accepted.
+     * The configuration is stopped: a StopSign is in the log (proposed with
+     * `omnipaxos_reconfigure`, possibly not decided yet). No more entries, and no other
+     * StopSign, are accepted.
      */
     OMNIPAXOS_ERR_STOPPED = 10,
     /**
@@ -110,6 +111,12 @@ typedef enum omnipaxos_result {
      * `omnipaxos_fail_recovery`).
      */
     OMNIPAXOS_ERR_PANIC = 15,
+    /**
+     * The call must be made at the leader (`omnipaxos_reconfigure`) and this node is not
+     * it; `omnipaxos_leader` tells which node is. The last-error message names the leader
+     * when one is known.
+     */
+    OMNIPAXOS_ERR_NOT_LEADER = 16,
 } omnipaxos_result;
 
 /**
