@@ -451,6 +451,62 @@ pub(crate) unsafe fn try_array<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
 }
 
+/// A caller's output buffer: room for `cap` values of `T` at `ptr`, filled by
+/// [`OutBuf::fill`]. The memory is only ever written (it may be uninitialised), never read
+/// or borrowed as a Rust slice.
+pub(crate) struct OutBuf<'a, T> {
+    ptr: *mut T,
+    cap: usize,
+    _life: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Copy> OutBuf<'_, T> {
+    /// Copies the first `min(cap, src.len())` values of `src` into the buffer; returns how
+    /// many it copied.
+    pub(crate) fn fill(self, src: &[T]) -> usize {
+        let n = src.len().min(self.cap);
+        if n > 0 {
+            // SAFETY: `try_out_buf` checked that `ptr` is non-NULL and aligned when
+            // `cap > 0`, and its caller guarantees room for `cap >= n` values; `src` is
+            // our own memory, so the two do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr, n) }
+        }
+        n
+    }
+}
+
+/// Checks an output buffer `(ptr, cap)`: `ptr` may be NULL only when `cap == 0`.
+///
+/// # Safety
+/// A non-NULL `ptr` must be valid for writes of `cap` values of `T` for `'a`.
+pub(crate) unsafe fn try_out_buf<'a, T>(
+    ptr: *mut T,
+    cap: usize,
+    name: &str,
+) -> Result<OutBuf<'a, T>, Failure> {
+    if ptr.is_null() && cap > 0 {
+        return Err(Failure::new(
+            OMNIPAXOS_ERR_NULL_PARAMETER,
+            format!("parameter `{name}` is NULL but its capacity is {cap}"),
+        ));
+    }
+    if cap.saturating_mul(std::mem::size_of::<T>()) > isize::MAX as usize {
+        return Err(Failure::invalid(format!(
+            "parameter `{name}`: a capacity of {cap} cannot be valid"
+        )));
+    }
+    if !ptr.is_null() && (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Failure::invalid(format!(
+            "parameter `{name}` is not aligned for its type"
+        )));
+    }
+    Ok(OutBuf {
+        ptr,
+        cap,
+        _life: PhantomData,
+    })
+}
+
 /// Borrows a NUL-terminated C string as UTF-8 text.
 ///
 /// # Safety
