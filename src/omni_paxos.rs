@@ -299,7 +299,9 @@ impl OmniPaxos {
     /// The decided index: entries `0..decided_idx()` are decided. Commits pending writes
     /// first, so the entries reported are durable in this node's log. The index itself is
     /// durable lazily: after a crash and [`OmniPaxos::fail_recovery`] it may be lower than
-    /// it was until the leader tells the node again (the entries never change).
+    /// it was until the leader tells the node again (the entries never change). Once a
+    /// StopSign is decided it is the last decided index: `decided_idx() - 1` holds the
+    /// StopSign, which [`OmniPaxos::read`] returns and the range reads stop before.
     pub fn decided_idx(&mut self) -> Result<u64> {
         self.sp.commit()?;
         Ok(self.sp.visible_decided_idx())

@@ -589,7 +589,10 @@ pub unsafe extern "C" fn omnipaxos_election_timeout(node: *mut omnipaxos_node) -
 /// node's disk (and a majority's) and survives a crash. The index itself is written
 /// lazily (at the latest one resend period later, like Raft's commit index): after a crash
 /// and `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings
-/// the node up to date; a decided entry never changes.
+/// the node up to date; a decided entry never changes. Once a StopSign is decided (see
+/// `omnipaxos_reconfigure`), it is the last of these: index `*out - 1` holds the StopSign
+/// (`omnipaxos_read` gives it as `OMNIPAXOS_ENTRY_STOPSIGN`; the functions that read
+/// entry ranges stop before it).
 ///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
 ///
