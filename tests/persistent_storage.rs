@@ -498,6 +498,14 @@ fn behaves_like_memory_storage_never_sync() {
 }
 
 #[test]
+fn behaves_like_memory_storage_with_many_messages_per_segment() {
+    // Segments of many messages: reads that start inside a segment search its index.
+    for seed in 21..=23 {
+        differential(seed, SyncPolicy::Never, 1 << 14, 800);
+    }
+}
+
+#[test]
 fn behaves_like_memory_storage_always_sync() {
     differential(99, SyncPolicy::Always, 4096, 300);
 }
@@ -583,7 +591,11 @@ fn entry_larger_than_a_segment_is_refused() {
     assert_eq!(err.kind, StorageErrorKind::Io);
     assert!(err.message.contains("segment"), "{err}");
     assert_eq!(s.log_len(), 0);
-    let e = entries_of(&[vec![1u8; 4096 - 22]]);
+    // A segment holds its 2-byte magic and one message: a 20-byte header, the 12-byte
+    // payload prefix, a 4-byte length and the entry.
+    let e = entries_of(&[vec![1u8; 4096 - 37]]);
+    assert_eq!(s.append_entries(&e).unwrap_err().kind, StorageErrorKind::Io);
+    let e = entries_of(&[vec![1u8; 4096 - 38]]);
     s.append_entries(&e).unwrap();
     s.append_entries(&e).unwrap();
     s.sync_decided().unwrap();
@@ -722,6 +734,48 @@ fn failed_record_write_is_retried_and_a_crash_replays_the_redo() {
     assert_eq!(s.log_len(), 26);
     assert_eq!(s.decided_idx(), 26);
     assert_eq!(read_all(&s)[25], b"z".to_vec());
+}
+
+#[test]
+fn an_overwrite_inside_a_message_rewrites_its_kept_entries_and_survives_a_crash() {
+    // One batch is one message here (a large segment): cutting the log at 10 falls inside
+    // it, so the batch that overwrites must also rewrite entries 0..10.
+    let d = TempDir::new("redo-mid");
+    let seg = 1 << 20;
+    let items: Vec<Vec<u8>> = (0..30).map(|i| entry_bytes(i, 1)).collect();
+    let more: Vec<Vec<u8>> = (30..40).map(|i| entry_bytes(i, 1)).collect();
+    let new: Vec<Vec<u8>> = (10..25).map(|i| entry_bytes(i, 2)).collect();
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, seg);
+        s.append_entries(&entries_of(&items)).unwrap();
+        s.sync_decided().unwrap();
+        s.append_entries(&entries_of(&more)).unwrap();
+        s.sync_decided().unwrap();
+        s.debug_fail_record_writes(1);
+        s.truncate(10).unwrap();
+        s.append_entries(&entries_of(&new)).unwrap();
+        s.set_accepted_round(Ballot::new(2, 0, 1)).unwrap();
+        assert_eq!(s.sync_decided().unwrap_err().kind, StorageErrorKind::Io);
+        assert!(d.path().join("redo").exists());
+        assert_eq!(read_all(&s)[..10], items[..10]);
+        assert_eq!(read_all(&s)[10..], new[..]);
+    }
+    {
+        let mut s = open(d.path(), SyncPolicy::Always, seg);
+        assert!(!d.path().join("redo").exists());
+        assert_eq!(s.log_len(), 25);
+        assert_eq!(read_all(&s)[..10], items[..10]);
+        assert_eq!(read_all(&s)[10..], new[..]);
+        // and once more without a failure, cutting inside the rewritten message
+        s.truncate(3).unwrap();
+        s.append_entries(&entries_of(&[b"x".to_vec()])).unwrap();
+        s.sync_decided().unwrap();
+        assert_eq!(s.log_len(), 4);
+    }
+    let s = open(d.path(), SyncPolicy::Always, seg);
+    assert_eq!(s.log_len(), 4);
+    assert_eq!(read_all(&s)[..3], items[..3]);
+    assert_eq!(read_all(&s)[3], b"x".to_vec());
 }
 
 #[test]
@@ -1077,8 +1131,9 @@ fn full_disk_is_an_error_not_a_crash() {
 // torn and corrupt files
 
 /// Builds a storage of several segments and returns the entries and the length in the commit
-/// record; the last batch is appended after that record (its entries follow the record's
-/// length in the log, as after a crash before the record of a batch with state changes).
+/// record; the last two batches (5 entries each, one message each) are appended after that
+/// record (their entries follow the record's length in the log, as after a crash before the
+/// record of a batch with state changes).
 fn build_damage_fixture(dir: &Path, seg: usize) -> (Vec<Vec<u8>>, u64) {
     let items: Vec<Vec<u8>> = (0..60).map(|i| entry_bytes(i, 1)).collect();
     let mut s = open(dir, SyncPolicy::Always, seg);
@@ -1086,7 +1141,9 @@ fn build_damage_fixture(dir: &Path, seg: usize) -> (Vec<Vec<u8>>, u64) {
     s.set_decided_idx(50).unwrap();
     s.sync_decided().unwrap();
     let state = fs::read(dir.join("state")).unwrap();
-    s.append_entries(&entries_of(&items[50..])).unwrap();
+    s.append_entries(&entries_of(&items[50..55])).unwrap();
+    s.commit().unwrap();
+    s.append_entries(&entries_of(&items[55..])).unwrap();
     s.set_decided_idx(60).unwrap();
     s.sync_decided().unwrap();
     drop(s);
@@ -1167,7 +1224,8 @@ fn torn_tails_are_dropped_and_torn_committed_data_is_refused() {
     assert!(open_checked(d.path(), seg, &items, committed, "cut tail"));
     {
         let s = open(d.path(), SyncPolicy::Never, seg);
-        assert_eq!(s.log_len(), 59, "the torn last entry is dropped");
+        // The torn last message (the last batch) is dropped, the one before it is kept.
+        assert_eq!(s.log_len(), 55, "the torn last message is dropped");
     }
     // reopen again after the repair: appending continues correctly
     {
@@ -1843,4 +1901,28 @@ fn reads_of_recent_entries_follow_truncations_and_reach_back_to_disk() {
     drop(s);
     let s = open(d.path(), SyncPolicy::Never, 1 << 20);
     assert_same(&s, &model, "reopened");
+}
+
+#[test]
+fn a_directory_of_an_older_format_version_is_refused_by_name() {
+    let d = TempDir::new("old-format");
+    {
+        let mut s = open(d.path(), SyncPolicy::Never, 4096);
+        s.append_entries(&entries_of(&[b"a".to_vec()])).unwrap();
+        s.set_promise(Ballot::new(1, 0, 1)).unwrap();
+        s.commit().unwrap();
+    }
+    // Both slots of the state file claim format version 1 (a message per entry).
+    let p = d.path().join("state");
+    let mut b = fs::read(&p).unwrap();
+    let half = b.len() / 2;
+    for at in [0, half] {
+        b[at + 8..at + 12].copy_from_slice(&1u32.to_le_bytes());
+    }
+    fs::write(&p, b).unwrap();
+    let err = PersistentStorage::open(d.path(), SyncPolicy::Never, 4096)
+        .err()
+        .expect("an old format is refused");
+    assert_eq!(err.kind, StorageErrorKind::Corruption, "{err}");
+    assert!(err.message.contains("format version 1"), "{err}");
 }

@@ -33,7 +33,7 @@ pub(super) const STATE_MAGIC: [u8; 8] = *b"OPXSTATE";
 /// Magic of the redo file.
 pub(super) const REDO_MAGIC: [u8; 8] = *b"OPXREDO\0";
 /// Format version of both files.
-pub(super) const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 2;
 
 /// Bytes of a frame header (magic, version, body length).
 pub(super) const FRAME_HEAD: usize = 8 + 4 + 8;

@@ -10,8 +10,18 @@
 //! <path>/log/    the commitlog segments {base:020}.log and indexes {base:020}.index
 //! ```
 //!
-//! The commitlog message offset of an entry is its global log index; trimming deletes whole
-//! segment files and never renumbers.
+//! **A commitlog message holds a run of consecutive entries** (up to about 64 KiB of them,
+//! see `frame.rs`; a message per entry cost more than a 16-byte entry itself), and says
+//! which: its payload starts with the index of its first entry and the entry count. A
+//! segment file is named by the index of its first entry, and commitlog numbers the
+//! messages within it from there (see `segments.rs`). Finding an entry is a binary search
+//! over the index of the segment that holds it, reading the message headers it points at.
+//! The log is only ever cut between messages: a batch that overwrites entries from inside a
+//! message first moves its start back to that message's start and rewrites the entries in
+//! between (`align_keep`). Trimming deletes whole segment files and never renumbers.
+//!
+//! Format version 2 (the state and redo files carry it): a directory written by version 1
+//! (a message per entry) is refused with a `Corruption` error naming the version.
 //!
 //! # Atomic batches
 //!
@@ -25,12 +35,12 @@
 //!
 //! **The log is not all in the record.** A batch that only appends entries writes no record:
 //! its commit is the fdatasync of the segment data. Opening therefore takes the log to be
-//! the record's `L` entries *plus every whole, intact entry after them* (`segments::
-//! valid_end`: offsets in sequence, crc32c valid, read forward through the segments until
-//! the first torn or damaged message). This is the durability contract of the `Storage`
-//! trait: after a crash, a prefix of the entries a batch appended may be present although
-//! its `commit()` never returned (appended in order, so a prefix; each whole and
-//! checksummed), while every other write of the batch (promise, accepted round, decided
+//! the record's `L` entries *plus every whole, intact message after them* (`segments::
+//! valid_end`: offsets and entries in sequence, crc32c valid, read forward through the
+//! segments until the first torn or damaged message). This is the durability contract of
+//! the `Storage` trait: after a crash, a prefix of the entries a batch appended may be
+//! present although its `commit()` never returned (appended in order, so a prefix; each
+//! message whole and checksummed), while every other write of the batch (promise, accepted round, decided
 //! index, StopSign, trim, truncation) is all-or-nothing and never durable without all the
 //! batch's appends (the log is synced before the record). It holds because **the log past
 //! `L` only ever grows between two records**: every physical cut of entries that a commit
@@ -50,9 +60,10 @@
 //!
 //! Below, `L` is the durable log length (the record's, plus appends since).
 //!
-//! - **Appending batch** (`keep == L`): the pending entries are appended to the commitlog
-//!   (one `write` per chunk of up to 4 MiB, never one per entry; a chunk also holds no
-//!   more entries than commitlog's index can take in one append, see `index_room`), the
+//! - **Appending batch** (`keep == L`): the pending entries are framed into messages and
+//!   appended to the commitlog (one `write` per chunk of up to 4 MiB, never one per entry;
+//!   a chunk also holds no more messages than commitlog's index can take in one append, see
+//!   `index_room`), the
 //!   segment files written are fdatasynced (plus, for a segment that was closed during the
 //!   batch, its index, and the directory when a segment file was created), and only then,
 //!   when the batch changed anything besides appending, is the new commit record written.
@@ -60,7 +71,8 @@
 //!   written may be torn, and is then ignored) and whatever prefix of the appended entries
 //!   reached the disk; a crash after it leaves the whole batch.
 //! - **Overwriting batch** (`keep < L`, a leader replacing a follower's suffix): committed
-//!   entries are about to be destroyed, so first the whole batch (the new state with
+//!   entries are about to be destroyed, so first (after `align_keep`) the whole batch (the
+//!   new state with
 //!   sequence number `seq + 1`, `keep`, and the new entries) is written to a checksummed
 //!   redo file (atomically, fsynced). Then the commitlog is truncated to `keep`, the entries
 //!   appended and synced, the commit record written, and the redo file removed. Opening
@@ -89,16 +101,18 @@
 //! extended by `segments::valid_end`) and `segments::repair` brings the directory to exactly
 //! that length: it removes indexes without a segment and segments wholly after the length
 //! or wholly trimmed; checks every closed segment against its index (each entry's offset
-//! and position, and the last message ending at the end of the file), rebuilding the index
-//! from the segment when they disagree; reads the last segment message by message (offset
-//! and crc32c of each) up to the length, cuts off whatever follows (a torn tail), and
+//! and position, the first and last message's entries, and the last message ending at the
+//! end of the file), rebuilding the index from the segment when they disagree; reads the
+//! last segment message by message (offset, crc32c and entries of each) up to the length,
+//! cuts off whatever follows (a torn tail), and
 //! rewrites its index when it differs. An entry below the record's (or redo file's) length
 //! that is missing or fails its checksum makes opening fail with `Corruption`.
 //! `CommitLog::new` runs under `catch_unwind` as a last line of defence.
 //!
 //! Reads check each message's checksum (commitlog does, on every read), its offset (the
-//! header offset is not covered by the checksum) and that it carries no metadata (whose size
-//! is not covered either), so damaged files give a `Corruption` error, never wrong bytes.
+//! header offset is not covered by the checksum), that it carries no metadata (whose size
+//! is not covered either) and that it holds the entries expected, so damaged files give a
+//! `Corruption` error, never wrong bytes.
 //!
 //! # Trimming
 //!
@@ -122,7 +136,8 @@
 //!
 //! # Memory
 //!
-//! The log lives on disk; in memory are the batch being committed, a reused framing buffer
+//! The log lives on disk (nothing per entry or per message is kept in memory to find
+//! entries); in memory are the batch being committed, a reused framing buffer
 //! (at most `CHUNK_BYTES`, 4 MiB), and the most recently committed entries (`RecentEntries`:
 //! 4 to 8 MiB of entries in 2 MiB blocks, two freed blocks kept for reuse), from which reads
 //! of just-decided entries are served as views instead of read back from the commitlog.
@@ -179,12 +194,12 @@ use commitlog::message::MessageSet;
 use commitlog::{CommitLog, ReadError, ReadLimit};
 
 use self::format::{decode_redo, encode_redo, State};
-use self::frame::Framed;
+use self::frame::{Framed, MsgEntries};
 use self::fsutil::{
     io_err, lock_dir, read_optional, remove_optional, sync_dir, write_atomic, DirLock,
 };
 use self::record::{RecordFile, STATE_FILE, STATE_TMP};
-use self::segments::{index_path, segment_path, INDEX_ENTRY, MSG_HEADER};
+use self::segments::{index_path, segment_path, INDEX_ENTRY};
 use crate::config::SyncPolicy;
 use crate::entries::Entries;
 use crate::errors::{StorageError, StorageErrorKind};
@@ -306,8 +321,13 @@ pub struct PersistentStorage {
     index_map: u64,
     /// Whether the file system supports preallocation.
     can_preallocate: bool,
-    /// Entries in the commitlog (its next offset).
+    /// Entries in the commitlog.
     disk_len: u64,
+    /// Messages in the active segment (commitlog's next offset is its base plus these).
+    active_msgs: u64,
+    /// Where the last read from the commitlog ended: `(entry, message offset)`, the entry
+    /// first in that message. A hint only: a read that starts there checks it.
+    read_hint: std::cell::Cell<(u64, u64)>,
     /// Whether the commitlog was written since the last fsync.
     log_unsynced: bool,
     /// Segments closed since the last fsync (their data and index need one).
@@ -332,9 +352,9 @@ pub struct PersistentStorage {
     redo_on_disk: bool,
     /// Reused append buffer.
     msgbuf: Framed,
-    /// Message bytes and count seen, to size reads.
+    /// Bytes on disk and entries seen, to size reads.
     stat_bytes: u64,
-    stat_msgs: u64,
+    stat_entries: u64,
     /// The lock on the directory, held for the storage's lifetime (last: released after
     /// every file is closed).
     _lock: DirLock,
@@ -453,7 +473,9 @@ impl PersistentStorage {
             _lock: lock,
             log: None,
             stat_bytes: layout.write_pos.saturating_sub(2),
-            stat_msgs: layout.active_msgs,
+            stat_entries: layout.active_entries,
+            active_msgs: layout.active_msgs,
+            read_hint: std::cell::Cell::new((u64::MAX, 0)),
             bases: layout.bases,
             write_pos: layout.write_pos,
             active: None,
@@ -509,9 +531,14 @@ impl PersistentStorage {
         self.sync == SyncPolicy::Always
     }
 
-    /// The largest entry a segment can hold.
+    /// The largest entry a segment can hold (in a message of its own).
     fn max_entry(&self) -> u64 {
-        self.segment_bytes as u64 - 2 - MSG_HEADER
+        self.segment_bytes as u64 - 2 - frame::message_bytes(1, 0)
+    }
+
+    /// The base of the active segment (the index of its first entry).
+    fn active_base(&self) -> u64 {
+        self.bases.last().copied().unwrap_or(0)
     }
 
     /// Closes commitlog and the active files.
@@ -526,13 +553,14 @@ impl PersistentStorage {
     /// Opens commitlog on the (checked) directory and the active segment file.
     fn open_log(&mut self) -> Result<(), StorageError> {
         self.close_log();
+        self.read_hint.set((u64::MAX, 0));
         let log = segments::open_log(&self.log_dir)?;
-        if log.next_offset() != self.disk_len {
+        let want = self.active_base() + self.active_msgs;
+        if log.next_offset() != want {
             return Err(corrupt(format!(
-                "the commit log in {} ends at entry {} but {} entries were expected",
+                "the commit log in {} ends at message offset {} but {want} was expected",
                 self.log_dir.display(),
                 log.next_offset(),
-                self.disk_len
             )));
         }
         let last = self.bases.last().copied().unwrap_or(0);
@@ -575,26 +603,23 @@ impl PersistentStorage {
             ));
         }
         self.close_log();
-        segments::shrink_index(&self.log_dir, old, base - old)?;
+        segments::shrink_index(&self.log_dir, old, self.active_msgs)?;
         segments::create_segment(&self.log_dir, base)?;
         self.closed_unsynced.push(old);
         self.bases.push(base);
         self.created_unsynced = true;
         self.write_pos = 2;
+        self.active_msgs = 0;
         self.open_log()
     }
 
-    /// Preallocates the active index for `entries` entries (growing geometrically).
-    fn reserve_index(&mut self, entries: u64) -> Result<(), StorageError> {
-        if entries < self.index_alloc || !self.can_preallocate {
+    /// Preallocates the active index for `msgs` messages (growing geometrically).
+    fn reserve_index(&mut self, msgs: u64) -> Result<(), StorageError> {
+        if msgs < self.index_alloc || !self.can_preallocate {
             return Ok(());
         }
-        let cap = (self.segment_bytes as u64 - 2) / MSG_HEADER + 1;
-        let want = entries
-            .max(self.index_alloc * 2)
-            .max(1024)
-            .min(cap.max(entries))
-            + 1;
+        let cap = (self.segment_bytes as u64 - 2) / frame::message_bytes(1, 0) + 1;
+        let want = msgs.max(self.index_alloc * 2).max(1024).min(cap.max(msgs)) + 1;
         let last = self.bases.last().copied().unwrap_or(0);
         let idx = self.active_index.as_ref().ok_or_else(|| {
             StorageError::new(StorageErrorKind::Io, "the active index is not open")
@@ -616,6 +641,7 @@ impl PersistentStorage {
         )?;
         self.bases = layout.bases;
         self.write_pos = layout.write_pos;
+        self.active_msgs = layout.active_msgs;
         self.disk_len = target;
         self.closed_unsynced.clear();
         self.created_unsynced = false;
@@ -628,19 +654,27 @@ impl PersistentStorage {
         if self.log.is_some() && target == self.disk_len {
             return Ok(());
         }
-        let active_base = self.bases.last().copied().unwrap_or(0);
+        let active_base = self.active_base();
         // commitlog truncates safely only inside the active segment and when it keeps at
-        // least one entry of it: truncating into a closed segment makes that segment's
-        // read-only index active (the next append panics).
-        if active_base < target && target < self.disk_len {
-            if let (Some(log), Some(active)) = (self.log.as_mut(), self.active.as_ref()) {
-                let r = catch_unwind(AssertUnwindSafe(|| log.truncate(target - 1)));
-                if matches!(r, Ok(Ok(()))) && log.next_offset() == target {
-                    if let Ok(m) = active.metadata() {
-                        self.write_pos = m.len();
-                        self.disk_len = target;
-                        self.log_unsynced = true;
-                        return Ok(());
+        // least one message of it: truncating into a closed segment makes that segment's
+        // read-only index active (the next append panics). `target` is always where a
+        // message starts (an overwrite is first aligned, see `align_keep`).
+        if active_base < target && target < self.disk_len && self.log.is_some() {
+            if let Ok((off, first)) = self.locate(target) {
+                let keep_msgs = off - active_base;
+                if first == target && keep_msgs > 0 {
+                    if let (Some(log), Some(active)) = (self.log.as_mut(), self.active.as_ref()) {
+                        let r = catch_unwind(AssertUnwindSafe(|| log.truncate(off - 1)));
+                        if matches!(r, Ok(Ok(()))) && log.next_offset() == off {
+                            if let Ok(m) = active.metadata() {
+                                self.write_pos = m.len();
+                                self.disk_len = target;
+                                self.active_msgs = keep_msgs;
+                                self.log_unsynced = true;
+                                self.read_hint.set((u64::MAX, 0));
+                                return Ok(());
+                            }
+                        }
                     }
                 }
             }
@@ -653,9 +687,7 @@ impl PersistentStorage {
     /// half (`Index::resize`), and then panics on an append that still does not fit: a
     /// chunk may not hold more entries than that.
     fn index_room(&self) -> u64 {
-        let active_base = self.bases.last().copied().unwrap_or(0);
-        let used = self.disk_len - active_base;
-        (grown_index_map(self.index_map) / INDEX_ENTRY).saturating_sub(used)
+        (grown_index_map(self.index_map) / INDEX_ENTRY).saturating_sub(self.active_msgs)
     }
 
     /// Appends the pending entries to the commitlog in chunks.
@@ -672,37 +704,67 @@ impl PersistentStorage {
         r
     }
 
+    /// Frames the pending entries into messages of up to about `MSG_TARGET` bytes and
+    /// appends them in chunks of up to `CHUNK_BYTES` (one `write` each), rolling the
+    /// segment when the next message does not fit.
     fn append_chunks(&mut self, pending: &Entries, buf: &mut Framed) -> Result<(), StorageError> {
         let max = self.segment_bytes as u64;
+        let ends = pending.ends();
+        let n = pending.len();
         buf.clear();
         buf.reserve(
-            pending.byte_len().min(CHUNK_BYTES as usize) + MSG_HEADER as usize * pending.len(),
+            (pending.byte_len() + n * frame::LEN_BYTES as usize).min(CHUNK_BYTES as usize) + 1024,
         );
-        let (mut bytes, mut count) = (0u64, 0u64);
+        // Chunk being built: bytes, messages, entries.
+        let (mut bytes, mut msgs, mut entries) = (0u64, 0u64, 0u64);
         // Room left in the active segment and its index (they change only when a chunk is
         // appended or the segment rolls).
         let mut space = max.saturating_sub(self.write_pos);
         let mut room = self.index_room();
-        for e in pending.iter() {
-            let m = MSG_HEADER + e.len() as u64;
-            if count > 0 && (bytes + m > space || bytes + m > CHUNK_BYTES || count >= room) {
-                self.append_chunk(buf, bytes, count)?;
-                bytes = 0;
-                count = 0;
-                space = max.saturating_sub(self.write_pos);
-                room = self.index_room();
-            }
-            if count == 0 && m > space {
+        let mut i = 0usize;
+        while i < n {
+            // The next message: entries i..j, as many as fit in MSG_TARGET (at least one)
+            // and in the segment.
+            let start = if i == 0 { 0 } else { ends[i - 1] };
+            let fits = |j: usize, limit: u64| {
+                frame::message_bytes((j - i) as u64, ends[j - 1] - start) <= limit
+            };
+            let mut j = i + 1;
+            if !fits(j, space.saturating_sub(bytes)) {
+                if msgs > 0 {
+                    self.append_chunk(buf, bytes, msgs, entries)?;
+                    (bytes, msgs, entries) = (0, 0, 0);
+                }
                 self.roll()?;
                 space = max.saturating_sub(self.write_pos);
                 room = self.index_room();
+                continue;
             }
-            buf.push(self.disk_len + count, e);
+            let limit = space.saturating_sub(bytes);
+            // Grow while the entries stay within MSG_TARGET and the message fits.
+            while j < n && ends[j] - start <= frame::MSG_TARGET && fits(j + 1, limit) {
+                j += 1;
+            }
+            let m = buf.push_message(
+                self.active_base() + self.active_msgs + msgs,
+                self.disk_len + entries,
+                pending,
+                i,
+                j,
+            );
             bytes += m;
-            count += 1;
+            msgs += 1;
+            entries += (j - i) as u64;
+            i = j;
+            if bytes >= CHUNK_BYTES || msgs >= room {
+                self.append_chunk(buf, bytes, msgs, entries)?;
+                (bytes, msgs, entries) = (0, 0, 0);
+                space = max.saturating_sub(self.write_pos);
+                room = self.index_room();
+            }
         }
-        if count > 0 {
-            self.append_chunk(buf, bytes, count)?;
+        if msgs > 0 {
+            self.append_chunk(buf, bytes, msgs, entries)?;
         }
         Ok(())
     }
@@ -711,21 +773,21 @@ impl PersistentStorage {
         &mut self,
         buf: &mut Framed,
         bytes: u64,
-        count: u64,
+        msgs: u64,
+        entries: u64,
     ) -> Result<(), StorageError> {
-        let first = self.disk_len;
-        let active_base = self.bases.last().copied().unwrap_or(0);
-        self.reserve_index(first + count - active_base)?;
+        let first = self.active_base() + self.active_msgs;
+        self.reserve_index(self.active_msgs + msgs)?;
         let log = self
             .log
             .as_mut()
             .ok_or_else(|| StorageError::new(StorageErrorKind::Io, "the commit log is not open"))?;
         self.log_unsynced = true;
         match catch_unwind(AssertUnwindSafe(|| log.append_with_offsets(&*buf))) {
-            Ok(Ok(range)) if range.first() == first && range.len() as u64 == count => {}
+            Ok(Ok(range)) if range.first() == first && range.len() as u64 == msgs => {}
             Ok(Ok(range)) => {
                 return Err(corrupt(format!(
-                    "commitlog appended {} entries at {} instead of {count} at {first}",
+                    "commitlog appended {} messages at {} instead of {msgs} at {first}",
                     range.len(),
                     range.first()
                 )))
@@ -734,7 +796,8 @@ impl PersistentStorage {
                 return Err(StorageError::new(
                     StorageErrorKind::Io,
                     format!(
-                        "append {count} entries at {first} to the commit log in {}: {}",
+                        "append {entries} entries at {} to the commit log in {}: {}",
+                        self.disk_len,
                         self.log_dir.display(),
                         append_error_text(&e)
                     ),
@@ -751,13 +814,14 @@ impl PersistentStorage {
                 ))
             }
         }
-        let used = (self.disk_len + count - active_base) * INDEX_ENTRY;
+        let used = (self.active_msgs + msgs) * INDEX_ENTRY;
         if used > self.index_map {
             self.index_map = grown_index_map(self.index_map);
         }
-        self.disk_len += count;
+        self.active_msgs += msgs;
+        self.disk_len += entries;
         self.stat_bytes += bytes;
-        self.stat_msgs += count;
+        self.stat_entries += entries;
         buf.clear();
         self.write_pos += bytes;
         Ok(())
@@ -838,6 +902,7 @@ impl PersistentStorage {
         let overwrites = self.keep < self.committed.log_len || self.redo_on_disk;
         let next_seq = self.seq + 1;
         if overwrites && !self.redo_on_disk {
+            self.align_keep()?;
             let bytes = encode_redo(next_seq, &self.state, self.keep, &self.pending);
             write_atomic(&self.root, REDO_FILE, &bytes, always)?;
             self.redo_on_disk = true;
@@ -917,6 +982,83 @@ impl PersistentStorage {
         self.redo_on_disk = false;
     }
 
+    /// The message holding committed entry `entry` (below `disk_len`): its commitlog offset
+    /// and the index of its first entry. A binary search over the segment's index and the
+    /// headers of the messages it points at, read without their checksums (the read that
+    /// follows checks the message).
+    fn locate(&self, entry: u64) -> Result<(u64, u64), StorageError> {
+        let s = match self.bases.binary_search(&entry) {
+            Ok(k) => k,
+            Err(0) => return Err(corrupt(format!("no segment holds entry {entry}"))),
+            Err(k) => k - 1,
+        };
+        let base = self.bases[s];
+        let (seg_path, idx_path) = (
+            segment_path(&self.log_dir, base),
+            index_path(&self.log_dir, base),
+        );
+        let opened;
+        let (seg, idx, msgs) = if s + 1 == self.bases.len() {
+            match (self.active.as_ref(), self.active_index.as_ref()) {
+                (Some(seg), Some(idx)) => (seg, idx, self.active_msgs),
+                _ => {
+                    return Err(StorageError::new(
+                        StorageErrorKind::Io,
+                        "the active segment is not open",
+                    ))
+                }
+            }
+        } else {
+            let seg = File::open(&seg_path).map_err(|e| io_err("open", &seg_path, e))?;
+            let idx = File::open(&idx_path).map_err(|e| io_err("open", &idx_path, e))?;
+            let len = idx
+                .metadata()
+                .map_err(|e| io_err("stat", &idx_path, e))?
+                .len();
+            opened = (seg, idx);
+            (&opened.0, &opened.1, len / INDEX_ENTRY)
+        };
+        let damaged = |k: u64| {
+            corrupt(format!(
+                "{}: index entry {k} does not point at message {} of {} (damaged index or \
+                 segment)",
+                idx_path.display(),
+                base + k,
+                seg_path.display()
+            ))
+        };
+        let probe = |k: u64| -> Result<u64, StorageError> {
+            let mut e = [0u8; INDEX_ENTRY as usize];
+            std::os::unix::fs::FileExt::read_exact_at(idx, &mut e, k * INDEX_ENTRY)
+                .map_err(|_| damaged(k))?;
+            let pos = u64::from(u32::from_le_bytes([e[4], e[5], e[6], e[7]]));
+            match segments::peek_message(seg, pos) {
+                Some((off, _, first, _)) if off == base + k => Ok(first),
+                _ => Err(damaged(k)),
+            }
+        };
+        // The last message whose first entry is at most `entry`.
+        let (mut lo, mut hi) = (0u64, msgs);
+        let mut found = None;
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let first = probe(mid)?;
+            if first <= entry {
+                found = Some((mid, first));
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        match found {
+            Some((k, first)) => Ok((base + k, first)),
+            None => Err(corrupt(format!(
+                "segment {} holds no message with entry {entry}",
+                seg_path.display()
+            ))),
+        }
+    }
+
     /// Reads committed entries `from..to` from the commitlog.
     fn read_log(&self, from: u64, to: u64, out: &mut Entries) -> Result<(), StorageError> {
         let log = self.log.as_ref().ok_or_else(|| {
@@ -929,11 +1071,18 @@ impl PersistentStorage {
                 ),
             )
         })?;
-        let avg = (self.stat_bytes / self.stat_msgs.max(1)).max(MSG_HEADER + 1);
+        // (offset of the next message to read, index of its first entry)
+        let (mut off, mut next) = match self.read_hint.get() {
+            (e, off) if e == from => (off, e),
+            _ => {
+                let (off, first) = self.locate(from)?;
+                (off, first)
+            }
+        };
+        let per_entry = (self.stat_bytes / self.stat_entries.max(1)).max(1);
         let mut boost = 1u64;
-        let mut off = from;
-        while off < to {
-            let want = (to - off).saturating_mul(avg);
+        while next < to {
+            let want = (to - next).saturating_mul(per_entry);
             let limit = want
                 .saturating_add(want / 8)
                 .saturating_add(4096)
@@ -956,19 +1105,20 @@ impl PersistentStorage {
                 }
                 Ok(Err(ReadError::CorruptLog)) => {
                     return Err(corrupt(format!(
-                        "entry {off} or one after it in {} fails its checksum",
+                        "the message holding entry {next} or one after it in {} fails its \
+                         checksum",
                         self.log_dir.display()
                     )));
                 }
                 Ok(Err(ReadError::NoSuchSegment)) => {
                     return Err(corrupt(format!(
-                        "no segment in {} holds entry {off}",
+                        "no segment in {} holds entry {next}",
                         self.log_dir.display()
                     )));
                 }
                 Err(p) => {
                     return Err(corrupt(format!(
-                        "reading entry {off} from {} failed (commitlog panicked: {})",
+                        "reading entry {next} from {} failed (commitlog panicked: {})",
                         self.log_dir.display(),
                         segments::panic_text(p.as_ref())
                     )));
@@ -976,25 +1126,63 @@ impl PersistentStorage {
             };
             if buf.is_empty() {
                 return Err(corrupt(format!(
-                    "entry {off} is missing from {}",
+                    "entry {next} is missing from {}",
                     self.log_dir.display()
                 )));
             }
             for m in buf.iter() {
-                if off >= to {
+                if next >= to {
                     break;
                 }
-                if m.offset() != off || m.metadata_size() != 0 {
-                    return Err(corrupt(format!(
-                        "{}: the index points entry {off} at a message for entry {} \
-                         (damaged index or segment)",
-                        self.log_dir.display(),
-                        m.offset()
-                    )));
-                }
-                out.push(m.payload());
-                off += 1;
+                let entries = MsgEntries::parse(m.payload())
+                    .filter(|e| m.offset() == off && m.metadata_size() == 0 && e.first == next)
+                    .ok_or_else(|| {
+                        corrupt(format!(
+                            "{}: message {off} should hold entries from {next} but holds \
+                             something else (damaged index or segment)",
+                            self.log_dir.display(),
+                        ))
+                    })?;
+                entries.read_into(from, to, out);
+                next = entries.end();
+                off = if self.bases.binary_search(&next).is_ok() {
+                    next
+                } else {
+                    off + 1
+                };
             }
+        }
+        // A hint only to a message that exists: its offset then stays until a truncation
+        // or a reopening, which forget the hint. (At the end of the log the next message
+        // may go to a new segment, with another offset.)
+        if next < self.disk_len {
+            self.read_hint.set((next, off));
+        }
+        Ok(())
+    }
+
+    /// Before a batch overwrites committed entries from `keep` on: when `keep` falls inside
+    /// a message, moves it back to that message's start and puts the entries in between at
+    /// the front of the batch (they are rewritten), so that the log is only ever cut
+    /// between messages.
+    fn align_keep(&mut self) -> Result<(), StorageError> {
+        if self.keep >= self.committed.log_len {
+            return Ok(());
+        }
+        if self.log.is_none() || self.disk_len != self.committed.log_len {
+            self.rebuild_log(self.committed.log_len)?;
+        }
+        let (_, first) = self.locate(self.keep)?;
+        if first < self.keep {
+            let mut batch = Entries::with_capacity(
+                (self.keep - first) as usize + self.pending.len(),
+                self.pending.byte_len(),
+            );
+            self.read_log(first, self.keep, &mut batch)?;
+            batch.extend_from(&self.pending);
+            self.pending = batch;
+            self.recent.cut(first);
+            self.keep = first;
         }
         Ok(())
     }

@@ -5,8 +5,15 @@
 //! `offset u64 | size u32 | crc32c u32 | 2 unused bytes | metadata size u16 | payload`,
 //! all little-endian, the crc covering metadata and payload) and its index as
 //! `{B:020}.index` (8-byte entries `offset - B` u32, file position u32; the active index is
-//! preallocated and its unused tail is zero). The message offset of an entry is its global
-//! log index.
+//! preallocated and its unused tail is zero).
+//!
+//! A message holds a run of consecutive log entries (see `frame.rs`). **A segment's base is
+//! the global index of its first entry**, and its messages have the offsets `base`,
+//! `base + 1`, ... (commitlog numbers them in sequence within a segment; the offsets of two
+//! segments need not meet, as each message holds at least one entry the next base is always
+//! past the last offset of the segment before). So the file names say which entries a
+//! segment holds, and the messages say which entries they hold. Below, "entries" are log
+//! entries and "messages" commitlog messages.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 use commitlog::{CommitLog, LogOptions};
 
+use super::frame::{peek, MsgEntries, MSG_PREFIX};
 use super::fsutil::{
     io_err, read_optional, remove_optional, sync_dir, sync_path, write_atomic_padded,
 };
@@ -98,6 +106,8 @@ pub(super) struct Layout {
     pub write_pos: u64,
     /// Messages in the active segment.
     pub active_msgs: u64,
+    /// Entries in the active segment.
+    pub active_entries: u64,
 }
 
 /// The segment and index files of a directory.
@@ -194,22 +204,27 @@ struct Scan {
     /// Index entries of the messages read.
     index: Vec<u8>,
     /// Messages read.
-    count: u64,
+    msgs: u64,
+    /// Log entries in the messages read.
+    entries: u64,
     /// File position after the last message read.
     end: u64,
     /// Size of the file.
     file_len: u64,
 }
 
-/// Reads the messages of segment `base` from its start, up to `limit` of them, checking each
-/// one's offset and checksum; stops at the first message that is torn or damaged.
+/// Reads the messages of segment `base` from its start, checking each one's offset,
+/// checksum and entries (the first message holds entry `base`, each next one continues
+/// where the one before ended); stops at the first message that is torn or damaged, or that
+/// would take the entries read past `limit`.
 fn scan_segment(path: &Path, base: u64, limit: u64) -> Result<Scan, StorageError> {
     let f = File::open(path).map_err(|e| io_err("open", path, e))?;
     let file_len = f.metadata().map_err(|e| io_err("stat", path, e))?.len();
     let mut scan = Scan {
         magic_ok: false,
         index: Vec::new(),
-        count: 0,
+        msgs: 0,
+        entries: 0,
         end: 0,
         file_len,
     };
@@ -226,7 +241,7 @@ fn scan_segment(path: &Path, base: u64, limit: u64) -> Result<Scan, StorageError
     scan.magic_ok = true;
     let mut pos = 2u64;
     let mut payload = Vec::new();
-    while scan.count < limit && pos + MSG_HEADER <= file_len && pos <= u64::from(u32::MAX) {
+    while scan.entries < limit && pos + MSG_HEADER <= file_len && pos <= u64::from(u32::MAX) {
         let mut h = [0u8; MSG_HEADER as usize];
         r.read_exact(&mut h).map_err(|e| io_err("read", path, e))?;
         let mut o = [0u8; 8];
@@ -235,7 +250,7 @@ fn scan_segment(path: &Path, base: u64, limit: u64) -> Result<Scan, StorageError
         let size = u64::from(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
         let hash = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
         let meta = u16::from_le_bytes([h[18], h[19]]);
-        if offset != base + scan.count || meta != 0 || pos + MSG_HEADER + size > file_len {
+        if offset != base + scan.msgs || meta != 0 || pos + MSG_HEADER + size > file_len {
             break;
         }
         payload.resize(size as usize, 0);
@@ -244,11 +259,18 @@ fn scan_segment(path: &Path, base: u64, limit: u64) -> Result<Scan, StorageError
         if crc32c::crc32c(&payload) != hash {
             break;
         }
+        let Some(m) = MsgEntries::parse(&payload) else {
+            break;
+        };
+        if m.first != base + scan.entries || scan.entries + m.count() > limit {
+            break;
+        }
         scan.index
-            .extend_from_slice(&(scan.count as u32).to_le_bytes());
+            .extend_from_slice(&(scan.msgs as u32).to_le_bytes());
         scan.index.extend_from_slice(&(pos as u32).to_le_bytes());
         pos += MSG_HEADER + size;
-        scan.count += 1;
+        scan.msgs += 1;
+        scan.entries += m.count();
     }
     scan.end = pos;
     Ok(scan)
@@ -275,26 +297,26 @@ fn read_index(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
 }
 
 /// Checks a closed segment of `n` committed entries and its index; rebuilds the index from the
-/// segment when it is missing or inconsistent, drops trailing bytes after the last entry.
+/// segment when it is missing or inconsistent, drops trailing bytes after the last message.
 fn check_closed(dir: &Path, base: u64, n: u64) -> Result<(), StorageError> {
     let seg = segment_path(dir, base);
     let f = File::open(&seg).map_err(|e| io_err("open", &seg, e))?;
     let seg_len = f.metadata().map_err(|e| io_err("stat", &seg, e))?.len();
     let idx = index_path(dir, base);
     if let Some(bytes) = read_index(&idx)? {
-        if index_consistent(&f, &bytes, base, n, seg_len) {
-            if bytes.len() as u64 > n * INDEX_ENTRY {
-                set_file_len(&idx, n * INDEX_ENTRY)?;
+        if let Some(msgs) = index_consistent(&f, &bytes, base, n, seg_len) {
+            if bytes.len() as u64 > msgs * INDEX_ENTRY {
+                set_file_len(&idx, msgs * INDEX_ENTRY)?;
             }
             return Ok(());
         }
     }
     let scan = scan_segment(&seg, base, n)?;
-    if !scan.magic_ok || scan.count < n {
+    if !scan.magic_ok || scan.entries < n {
         return Err(corrupt(format!(
             "segment {} is damaged: only {} of its {n} committed entries ({base}..{}) are intact",
             seg.display(),
-            scan.count,
+            scan.entries,
             base + n
         )));
     }
@@ -304,35 +326,58 @@ fn check_closed(dir: &Path, base: u64, n: u64) -> Result<(), StorageError> {
     write_index(dir, base, &scan.index, 0)
 }
 
-/// Whether the first `n` entries of an index describe `n` messages of the segment, the last
-/// one ending exactly at the end of the file.
-fn index_consistent(seg: &File, idx: &[u8], base: u64, n: u64, seg_len: u64) -> bool {
-    if n == 0 || (idx.len() as u64) < n * INDEX_ENTRY {
-        return false;
-    }
-    let mut prev = 1u64;
-    for (i, e) in idx.chunks_exact(8).take(n as usize).enumerate() {
-        let rel = u64::from(u32::from_le_bytes([e[0], e[1], e[2], e[3]]));
-        let pos = u64::from(u32::from_le_bytes([e[4], e[5], e[6], e[7]]));
-        if rel != i as u64 || pos <= prev || pos + MSG_HEADER > seg_len {
-            return false;
-        }
-        prev = pos;
-    }
-    let mut h = [0u8; MSG_HEADER as usize];
-    if seg.read_exact_at(&mut h, prev).is_err() {
-        return false;
-    }
-    let mut o = [0u8; 8];
-    o.copy_from_slice(&h[0..8]);
-    let size = u64::from(u32::from_le_bytes([h[8], h[9], h[10], h[11]]));
+/// Reads the message header and payload prefix at `pos`: `(offset, payload size, first
+/// entry, entry count)`, unchecked (no checksum).
+pub(super) fn peek_message(f: &File, pos: u64) -> Option<(u64, u64, u64, u64)> {
+    let mut h = [0u8; (MSG_HEADER + MSG_PREFIX) as usize];
+    f.read_exact_at(&mut h, pos).ok()?;
+    let offset = u64::from_le_bytes(h[0..8].try_into().ok()?);
+    let size = u64::from(u32::from_le_bytes(h[8..12].try_into().ok()?));
     let meta = u16::from_le_bytes([h[18], h[19]]);
-    u64::from_le_bytes(o) == base + n - 1 && meta == 0 && prev + MSG_HEADER + size == seg_len
+    let (first, count) = peek(&h[MSG_HEADER as usize..])?;
+    (meta == 0 && size >= MSG_PREFIX).then_some((offset, size, first, u64::from(count)))
 }
 
-/// Brings the last segment to exactly `n` entries: checks them all (offsets, checksums),
-/// drops whatever follows (an uncommitted or torn tail), and makes its index match, with
-/// zero slack at the end so commitlog opens it for writing.
+/// Whether an index describes the messages of a segment of `n` entries: its leading
+/// entries number the messages in sequence at increasing positions, the first message
+/// holds entry `base`, the last one holds entry `base + n - 1` as its last and ends exactly
+/// at the end of the file. Returns the number of messages (the index may be longer; the
+/// messages' checksums are not read: reads check them).
+fn index_consistent(seg: &File, idx: &[u8], base: u64, n: u64, seg_len: u64) -> Option<u64> {
+    if n == 0 {
+        return None;
+    }
+    let mut prev = 1u64;
+    let mut msgs = 0u64;
+    for (i, e) in idx.chunks_exact(8).enumerate() {
+        let rel = u64::from(u32::from_le_bytes([e[0], e[1], e[2], e[3]]));
+        let pos = u64::from(u32::from_le_bytes([e[4], e[5], e[6], e[7]]));
+        if rel != i as u64 || pos <= prev {
+            break;
+        }
+        if pos + MSG_HEADER > seg_len || (i == 0 && pos != 2) {
+            return None;
+        }
+        prev = pos;
+        msgs += 1;
+    }
+    if msgs == 0 {
+        return None;
+    }
+    let (off0, _, first0, _) = peek_message(seg, 2)?;
+    let (off, size, first, count) = peek_message(seg, prev)?;
+    let ok = off0 == base
+        && first0 == base
+        && off == base + msgs - 1
+        && first.checked_add(count) == Some(base + n)
+        && prev + MSG_HEADER + size == seg_len;
+    ok.then_some(msgs)
+}
+
+/// Brings the last segment to exactly `n` entries: checks them all (offsets, checksums,
+/// entries), drops whatever follows (an uncommitted or torn tail), and makes its index
+/// match, with zero slack at the end so commitlog opens it for writing. Returns the size of
+/// the segment file and its number of messages.
 fn fix_last(dir: &Path, base: u64, n: u64) -> Result<(u64, u64), StorageError> {
     let seg = segment_path(dir, base);
     let scan = scan_segment(&seg, base, n)?;
@@ -351,12 +396,12 @@ fn fix_last(dir: &Path, base: u64, n: u64) -> Result<(u64, u64), StorageError> {
             .map_err(|e| io_err("open", &seg, e))?;
         f.write_all(&SEGMENT_MAGIC)
             .map_err(|e| io_err("write", &seg, e))?;
-    } else if scan.count < n {
+    } else if scan.entries < n {
         return Err(corrupt(format!(
             "segment {} holds only {} of its {n} committed entries ({base}..{}): committed data \
              is damaged",
             seg.display(),
-            scan.count,
+            scan.entries,
             base + n
         )));
     } else if scan.end < scan.file_len {
@@ -364,11 +409,12 @@ fn fix_last(dir: &Path, base: u64, n: u64) -> Result<(u64, u64), StorageError> {
     }
     let write_pos = if scan.magic_ok { scan.end } else { 2 };
     let idx = index_path(dir, base);
-    let want_len = (n + INDEX_SLACK_ENTRIES).max(INITIAL_INDEX_ENTRIES) * INDEX_ENTRY;
+    let msgs = scan.msgs;
+    let want_len = (msgs + INDEX_SLACK_ENTRIES).max(INITIAL_INDEX_ENTRIES) * INDEX_ENTRY;
     let ok = match read_index(&idx)? {
         Some(bytes) => {
             bytes.len() as u64 % INDEX_ENTRY == 0
-                && bytes.len() as u64 >= (n + 1) * INDEX_ENTRY
+                && bytes.len() as u64 >= (msgs + 1) * INDEX_ENTRY
                 && bytes[..scan.index.len()] == scan.index[..]
                 && bytes[scan.index.len()..].iter().all(|&b| b == 0)
         }
@@ -377,7 +423,7 @@ fn fix_last(dir: &Path, base: u64, n: u64) -> Result<(u64, u64), StorageError> {
     if !ok {
         write_index(dir, base, &scan.index, want_len - scan.index.len() as u64)?;
     }
-    Ok((write_pos, n))
+    Ok((write_pos, msgs))
 }
 
 /// Creates an empty segment (magic only) and its zeroed index at `base`.
@@ -394,10 +440,10 @@ pub(super) fn create_segment(dir: &Path, base: u64) -> Result<(), StorageError> 
     write_index(dir, base, &[], INITIAL_INDEX_ENTRIES * INDEX_ENTRY)
 }
 
-/// Cuts the index of a segment that is being closed to its `entries` entries (releasing the
+/// Cuts the index of a segment that is being closed to its `msgs` messages (releasing the
 /// preallocated rest).
-pub(super) fn shrink_index(dir: &Path, base: u64, entries: u64) -> Result<(), StorageError> {
-    set_file_len(&index_path(dir, base), entries * INDEX_ENTRY)
+pub(super) fn shrink_index(dir: &Path, base: u64, msgs: u64) -> Result<(), StorageError> {
+    set_file_len(&index_path(dir, base), msgs * INDEX_ENTRY)
 }
 
 /// Preallocates (without changing the file size) the first `bytes` bytes of an index file, so
@@ -467,7 +513,7 @@ pub(super) fn valid_end(dir: &Path, min_len: u64) -> Result<u64, StorageError> {
         let limit = next.map_or(u64::MAX, |n| n - base);
         let scan = scan_segment(&segment_path(dir, base), base, limit)?;
         let end = if scan.magic_ok {
-            base + scan.count
+            base + scan.entries
         } else {
             base
         };
@@ -526,6 +572,7 @@ pub(super) fn repair(
     }
     let last = bases[bases.len() - 1];
     let (write_pos, active_msgs) = fix_last(dir, last, target - last)?;
+    let active_entries = target - last;
     if sync {
         for b in &bases {
             sync_path(&segment_path(dir, *b))?;
@@ -537,5 +584,6 @@ pub(super) fn repair(
         bases,
         write_pos,
         active_msgs,
+        active_entries,
     })
 }
