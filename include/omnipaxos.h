@@ -82,8 +82,9 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_BUFFER_FULL = 9,
     /**
-     * The configuration has been stopped by a decided StopSign: no more entries are
-     * accepted.
+     * The configuration is stopped: a StopSign is in the log (proposed with
+     * `omnipaxos_reconfigure`, possibly not decided yet). No more entries, and no other
+     * StopSign, are accepted.
      */
     OMNIPAXOS_ERR_STOPPED = 10,
     /**
@@ -110,6 +111,12 @@ typedef enum omnipaxos_result {
      * `omnipaxos_fail_recovery`).
      */
     OMNIPAXOS_ERR_PANIC = 15,
+    /**
+     * The call must be made at the leader (`omnipaxos_reconfigure`) and this node is not
+     * it; `omnipaxos_leader` tells which node is. The last-error message names the leader
+     * when one is known.
+     */
+    OMNIPAXOS_ERR_NOT_LEADER = 16,
 } omnipaxos_result;
 
 /**
@@ -308,7 +315,8 @@ void omnipaxos_node_free(struct omnipaxos_node *node);
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`len` larger
  * than `max_message_bytes`: such an entry could never be sent); `OMNIPAXOS_ERR_BUFFER_FULL`
- * (retry later); `OMNIPAXOS_ERR_STOPPED`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+ * (retry later); `OMNIPAXOS_ERR_STOPPED` (a StopSign is in the log, see
+ * `omnipaxos_reconfigure`); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
  *
  * # Safety
  * `node` is NULL or a live node; `data` is NULL or points to `len` readable bytes.
@@ -424,7 +432,10 @@ enum omnipaxos_result omnipaxos_election_timeout(struct omnipaxos_node *node);
  * node's disk (and a majority's) and survives a crash. The index itself is written
  * lazily (at the latest one resend period later, like Raft's commit index): after a crash
  * and `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings
- * the node up to date; a decided entry never changes.
+ * the node up to date; a decided entry never changes. Once a StopSign is decided (see
+ * `omnipaxos_reconfigure`), it is the last of these: index `*out - 1` holds the StopSign
+ * (`omnipaxos_read` gives it as `OMNIPAXOS_ENTRY_STOPSIGN`; the functions that read
+ * entry ranges stop before it).
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
  *
@@ -554,6 +565,94 @@ enum omnipaxos_result omnipaxos_reconnected(struct omnipaxos_node *node, uint64_
  * `node` is NULL or a live node.
  */
 enum omnipaxos_result omnipaxos_trim(struct omnipaxos_node *node, uint64_t idx);
+
+/**
+ * Proposes to end this configuration with a StopSign naming the next one: its id
+ * `next_config_id`, its `n_nodes` servers (`nodes`, an array of pids) and `metadata_len`
+ * bytes of opaque application data (`metadata`; may be NULL when `metadata_len` is 0).
+ * Everything is copied.
+ *
+ * Call it at the leader (`omnipaxos_leader` tells which node leads). The StopSign goes
+ * into the log after every entry appended before this call, and from this call on
+ * `omnipaxos_append` fails with `OMNIPAXOS_ERR_STOPPED` here and at every node that has
+ * the StopSign. Success means proposed, not decided: poll `omnipaxos_is_stopped` (on any
+ * node) and read the outcome with `omnipaxos_decided_stopsign`. Like an entry, a StopSign
+ * can be lost when the leader is deposed before a majority accepted it; appends then
+ * succeed again at the new leader, and you call this again there. A leader elected a
+ * moment ago (still collecting promises) proposes it as soon as it can.
+ *
+ * Once the StopSign is decided, this configuration takes no more entries. Starting the
+ * nodes of the next configuration (HOCON `config_id` = `next_config_id`) and moving the
+ * log or the application state over is the application's job; keep ticking the nodes of
+ * this configuration until the new ones no longer need them.
+ *
+ * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`node` NULL, `nodes` NULL with `n_nodes > 0`,
+ * `metadata` NULL with `metadata_len > 0`); `OMNIPAXOS_ERR_INVALID_ARGUMENT` (no node,
+ * pid 0, a pid listed twice, `next_config_id` equal to this configuration's id, or a
+ * StopSign too large for `max_message_bytes`); `OMNIPAXOS_ERR_NOT_LEADER` (this node is
+ * not the leader; the StopSign is not forwarded: the last-error message names the leader
+ * when one is known); `OMNIPAXOS_ERR_STOPPED` (a StopSign is already in the log or
+ * proposed); `OMNIPAXOS_ERR_STORAGE_*`. On error nothing was proposed. Thread-safe.
+ *
+ * # Safety
+ * `node` is NULL or a live node; `nodes` is NULL or points to `n_nodes` readable
+ * `uint64_t`; `metadata` is NULL or points to `metadata_len` readable bytes.
+ */
+enum omnipaxos_result omnipaxos_reconfigure(struct omnipaxos_node *node,
+                                            uint32_t next_config_id,
+                                            const uint64_t *nodes,
+                                            size_t n_nodes,
+                                            const uint8_t *metadata,
+                                            size_t metadata_len);
+
+/**
+ * Whether this configuration is stopped (`*out`): a StopSign is decided and is the last
+ * entry of the log. Pending writes are made durable first, as in `omnipaxos_decided_idx`.
+ * After a crash and `omnipaxos_fail_recovery` it may read false again until the leader
+ * tells the node again that the StopSign is decided (appends fail with
+ * `OMNIPAXOS_ERR_STOPPED` meanwhile).
+ *
+ * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+ *
+ * # Safety
+ * `node` is NULL or a live node; `out` is NULL or valid for a write.
+ */
+enum omnipaxos_result omnipaxos_is_stopped(struct omnipaxos_node *node, bool *out);
+
+/**
+ * The decided StopSign, if there is one: the next configuration.
+ *
+ * `*found` receives whether a StopSign is decided (as `omnipaxos_is_stopped`). If it is,
+ * `*next_config_id` receives the next configuration's id, the first
+ * `min(nodes_cap, count)` pids of its nodes are copied into `nodes`, and `*n_nodes`
+ * receives the full count; likewise the metadata into `metadata` (room for
+ * `metadata_cap` bytes) and its full length into `*metadata_len`. A count above the
+ * capacity means the copy was cut short: call again with a larger buffer (the decided
+ * StopSign never changes). Pass `nodes` = NULL with `nodes_cap` = 0 (and the same for
+ * `metadata`) to ask for the sizes only. If no StopSign is decided, `*found` is false,
+ * `*next_config_id`, `*n_nodes` and `*metadata_len` are 0, and the buffers are not
+ * touched. The StopSign sits at log index `decided index - 1`
+ * (`omnipaxos_read` there gives an `OMNIPAXOS_ENTRY_STOPSIGN` element).
+ *
+ * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`node`, `found`, `next_config_id`, `n_nodes`
+ * or `metadata_len` NULL, or a buffer NULL with a non-zero capacity);
+ * `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`nodes` not aligned for `uint64_t`);
+ * `OMNIPAXOS_ERR_STORAGE_*`. On error nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `node` is NULL or a live node; `found`, `next_config_id`, `n_nodes` and `metadata_len`
+ * are NULL or valid for a write; `nodes` is NULL or valid for writes of `nodes_cap`
+ * `uint64_t`; `metadata` is NULL or valid for writes of `metadata_cap` bytes.
+ */
+enum omnipaxos_result omnipaxos_decided_stopsign(struct omnipaxos_node *node,
+                                                 bool *found,
+                                                 uint32_t *next_config_id,
+                                                 uint64_t *nodes,
+                                                 size_t nodes_cap,
+                                                 size_t *n_nodes,
+                                                 uint8_t *metadata,
+                                                 size_t metadata_cap,
+                                                 size_t *metadata_len);
 
 /**
  * The number of entries in the list; 0 for NULL. Never fails.

@@ -150,7 +150,9 @@ pub enum Error {
         /// The configured `buffer_size`.
         capacity: usize,
     },
-    /// The configuration has been stopped by a decided StopSign; no more entries are accepted.
+    /// The configuration is stopped: a StopSign is in the log (proposed here, or accepted
+    /// from the leader; see [`crate::OmniPaxos::reconfigure`]). No more entries, and no
+    /// other StopSign, are accepted.
     Stopped,
     /// The requested index is not in the log (beyond its end, or trimmed).
     OutOfRange {
@@ -161,6 +163,11 @@ pub enum Error {
     },
     /// An argument is invalid (empty range, trim beyond the decided index, ...).
     InvalidArgument(String),
+    /// The call must be made at the leader (a reconfiguration), and this node is not it.
+    NotLeader {
+        /// The leader this node follows, if it knows one: call it there.
+        leader: Option<u64>,
+    },
 }
 
 impl fmt::Display for Error {
@@ -183,11 +190,22 @@ impl fmt::Display for Error {
                 f,
                 "proposal buffer full ({capacity} entries waiting for a leader); retry later"
             ),
-            Error::Stopped => write!(f, "this configuration is stopped by a StopSign"),
+            Error::Stopped => write!(
+                f,
+                "this configuration is stopped: a StopSign is in the log, no more entries are accepted"
+            ),
             Error::OutOfRange { idx, detail } => {
                 write!(f, "index {idx} is out of range: {detail}")
             }
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::NotLeader { leader: Some(l) } => write!(
+                f,
+                "this node is not the leader: call it at the leader, server {l}"
+            ),
+            Error::NotLeader { leader: None } => write!(
+                f,
+                "this node is not the leader, and no leader is known yet: retry at the leader once one is elected"
+            ),
         }
     }
 }

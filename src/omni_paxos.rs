@@ -83,9 +83,98 @@ impl OmniPaxos {
     /// at a follower it is forwarded to the leader and re-sent until the leader takes it;
     /// while no leader is known it waits in a buffer of `buffer_size` entries. Fails with
     /// `BufferFull` when that buffer is full (at the leader: when `buffer_size` entries wait
-    /// to be decided) and `Stopped` after a StopSign.
+    /// to be decided) and `Stopped` once a StopSign is in the log (see
+    /// [`OmniPaxos::reconfigure`]).
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
         self.sp.append(entry)
+    }
+
+    /// Proposes to end this configuration with a StopSign naming the next one:
+    /// `next_config_id`, its servers `nodes` and opaque `metadata` for the application.
+    ///
+    /// Call it at the leader. The StopSign goes into the log after every entry appended
+    /// before this call; from this call on, [`OmniPaxos::append`] fails with
+    /// [`Error::Stopped`] here (and at every server that has the StopSign). `Ok` means
+    /// proposed, not decided: watch [`OmniPaxos::decided_stopsign`] on any server. Like an
+    /// entry, a StopSign the leader proposed can be lost if the leader is deposed before
+    /// a majority accepted it (the new leader then takes entries again): call this again
+    /// at the new leader. Once it is decided, it is the last entry of this configuration
+    /// on every server; starting the servers of the next configuration (and copying the
+    /// log over) is the application's job.
+    ///
+    /// At a leader still collecting promises (just elected), the StopSign is proposed as
+    /// soon as its accept phase starts, unless the log it adopts already ends with one.
+    ///
+    /// Errors: [`Error::NotLeader`] at a follower (it names the leader when known; the
+    /// StopSign is not forwarded); [`Error::Stopped`] when a StopSign is already in the
+    /// log or proposed; [`Error::InvalidArgument`] when `nodes` is empty, holds pid 0 or a
+    /// pid twice, `next_config_id` is this configuration's id, or the StopSign would not
+    /// fit in a message of `max_message_bytes`.
+    pub fn reconfigure(
+        &mut self,
+        next_config_id: u32,
+        nodes: Vec<NodeId>,
+        metadata: Vec<u8>,
+    ) -> Result<()> {
+        if nodes.is_empty() {
+            return Err(Error::InvalidArgument(
+                "the next configuration needs at least one node".to_string(),
+            ));
+        }
+        if nodes.contains(&0) {
+            return Err(Error::InvalidArgument(
+                "pid 0 is not a valid node of the next configuration".to_string(),
+            ));
+        }
+        let mut sorted = nodes.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::InvalidArgument(format!(
+                "node {} is listed twice in the next configuration",
+                w[0]
+            )));
+        }
+        if next_config_id == self.config.config_id {
+            return Err(Error::InvalidArgument(format!(
+                "the next configuration id must differ from this one ({next_config_id})"
+            )));
+        }
+        // The StopSign travels in one message (AcceptStopSign, AcceptSync): leave room for
+        // the header and the rest of the message.
+        let size = (nodes.len() as u64)
+            .saturating_mul(9)
+            .saturating_add(metadata.len() as u64)
+            .saturating_add(1024);
+        if size > self.config.max_message_bytes as u64 || metadata.len() > u32::MAX as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a StopSign with {} nodes and {} bytes of metadata does not fit in a message of max_message_bytes = {}",
+                nodes.len(),
+                metadata.len(),
+                self.config.max_message_bytes
+            )));
+        }
+        self.sp.propose_stopsign(StopSign {
+            next_config_id,
+            nodes,
+            metadata,
+        })
+    }
+
+    /// The StopSign that ended this configuration, once it is decided (`None` before).
+    /// Commits pending writes first, like [`OmniPaxos::decided_idx`]: the StopSign reported
+    /// is durable here. It sits at index `decided_idx() - 1`, after every decided entry.
+    /// After a crash and [`OmniPaxos::fail_recovery`] it may read `None` again until the
+    /// leader tells this node again that it is decided (the decided index is written
+    /// lazily); [`OmniPaxos::read`] shows it as an undecided StopSign meanwhile.
+    pub fn decided_stopsign(&mut self) -> Result<Option<StopSign>> {
+        self.sp.commit()?;
+        Ok(self.sp.decided_stopsign().cloned())
+    }
+
+    /// Whether this configuration is stopped: a StopSign is decided (see
+    /// [`OmniPaxos::decided_stopsign`]).
+    pub fn is_stopped(&mut self) -> Result<bool> {
+        Ok(self.decided_stopsign()?.is_some())
     }
 
     /// Handles one decoded incoming message. Messages not addressed to this node or from a
@@ -210,7 +299,9 @@ impl OmniPaxos {
     /// The decided index: entries `0..decided_idx()` are decided. Commits pending writes
     /// first, so the entries reported are durable in this node's log. The index itself is
     /// durable lazily: after a crash and [`OmniPaxos::fail_recovery`] it may be lower than
-    /// it was until the leader tells the node again (the entries never change).
+    /// it was until the leader tells the node again (the entries never change). Once a
+    /// StopSign is decided it is the last decided index: `decided_idx() - 1` holds the
+    /// StopSign, which [`OmniPaxos::read`] returns and the range reads stop before.
     pub fn decided_idx(&mut self) -> Result<u64> {
         self.sp.commit()?;
         Ok(self.sp.visible_decided_idx())
@@ -328,7 +419,7 @@ impl OmniPaxos {
     /// A one-line summary of the node's protocol state, for debugging.
     pub fn debug_state(&self) -> String {
         format!(
-            "pid {} ble[own {:?} leader {:?} qc {}] sp[{:?}/{:?} leader {:?} promise {:?} log {} decided {}]",
+            "pid {} ble[own {:?} leader {:?} qc {}] sp[{:?}/{:?} leader {:?} promise {:?} log {} decided {} stopsign {}]",
             self.config.pid,
             self.ble.current_ballot(),
             self.ble.leader(),
@@ -339,6 +430,9 @@ impl OmniPaxos {
             self.sp.promise(),
             self.sp.log_len(),
             self.sp.visible_decided_idx(),
+            self.sp
+                .stopsign()
+                .map_or("-".to_string(), |ss| format!("to {}", ss.next_config_id)),
         )
     }
 

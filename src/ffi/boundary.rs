@@ -63,8 +63,9 @@ pub enum omnipaxos_result {
     /// The proposal buffer is full (`buffer_size` entries wait for a leader, or for the
     /// leader to take them). The entry was not appended: tick, exchange messages, retry.
     OMNIPAXOS_ERR_BUFFER_FULL = 9,
-    /// The configuration has been stopped by a decided StopSign: no more entries are
-    /// accepted.
+    /// The configuration is stopped: a StopSign is in the log (proposed with
+    /// `omnipaxos_reconfigure`, possibly not decided yet). No more entries, and no other
+    /// StopSign, are accepted.
     OMNIPAXOS_ERR_STOPPED = 10,
     /// The index is not in the log (past its end, or trimmed away).
     OMNIPAXOS_ERR_OUT_OF_RANGE = 11,
@@ -80,13 +81,17 @@ pub enum omnipaxos_result {
     /// free it (and, with persistent storage, re-create it and call
     /// `omnipaxos_fail_recovery`).
     OMNIPAXOS_ERR_PANIC = 15,
+    /// The call must be made at the leader (`omnipaxos_reconfigure`) and this node is not
+    /// it; `omnipaxos_leader` tells which node is. The last-error message names the leader
+    /// when one is known.
+    OMNIPAXOS_ERR_NOT_LEADER = 16,
 }
 
 use omnipaxos_result::*;
 
 impl omnipaxos_result {
     /// Every code, in numeric order.
-    const ALL: [omnipaxos_result; 16] = [
+    const ALL: [omnipaxos_result; 17] = [
         OMNIPAXOS_OK,
         OMNIPAXOS_ERR_NULL_PARAMETER,
         OMNIPAXOS_ERR_INVALID_ARGUMENT,
@@ -103,6 +108,7 @@ impl omnipaxos_result {
         OMNIPAXOS_ERR_STORAGE_CORRUPTION,
         OMNIPAXOS_ERR_STORAGE_LOCKED,
         OMNIPAXOS_ERR_PANIC,
+        OMNIPAXOS_ERR_NOT_LEADER,
     ];
 
     /// The code with number `code`, if there is one.
@@ -124,6 +130,7 @@ impl omnipaxos_result {
             OMNIPAXOS_ERR_UNKNOWN_SENDER => b"message from an unknown sender\0",
             OMNIPAXOS_ERR_BUFFER_FULL => b"proposal buffer full; retry later\0",
             OMNIPAXOS_ERR_STOPPED => b"configuration stopped by a StopSign\0",
+            OMNIPAXOS_ERR_NOT_LEADER => b"not the leader: call it at the leader\0",
             OMNIPAXOS_ERR_OUT_OF_RANGE => b"index out of range\0",
             OMNIPAXOS_ERR_STORAGE_IO => b"storage I/O error\0",
             OMNIPAXOS_ERR_STORAGE_CORRUPTION => b"storage corruption\0",
@@ -180,6 +187,7 @@ impl From<Error> for Failure {
             Error::Stopped => OMNIPAXOS_ERR_STOPPED,
             Error::OutOfRange { .. } => OMNIPAXOS_ERR_OUT_OF_RANGE,
             Error::InvalidArgument(_) => OMNIPAXOS_ERR_INVALID_ARGUMENT,
+            Error::NotLeader { .. } => OMNIPAXOS_ERR_NOT_LEADER,
         };
         Failure::new(code, e.to_string())
     }
@@ -443,6 +451,62 @@ pub(crate) unsafe fn try_array<'a, T>(
     Ok(unsafe { std::slice::from_raw_parts(ptr, count) })
 }
 
+/// A caller's output buffer: room for `cap` values of `T` at `ptr`, filled by
+/// [`OutBuf::fill`]. The memory is only ever written (it may be uninitialised), never read
+/// or borrowed as a Rust slice.
+pub(crate) struct OutBuf<'a, T> {
+    ptr: *mut T,
+    cap: usize,
+    _life: PhantomData<&'a mut [T]>,
+}
+
+impl<T: Copy> OutBuf<'_, T> {
+    /// Copies the first `min(cap, src.len())` values of `src` into the buffer; returns how
+    /// many it copied.
+    pub(crate) fn fill(self, src: &[T]) -> usize {
+        let n = src.len().min(self.cap);
+        if n > 0 {
+            // SAFETY: `try_out_buf` checked that `ptr` is non-NULL and aligned when
+            // `cap > 0`, and its caller guarantees room for `cap >= n` values; `src` is
+            // our own memory, so the two do not overlap.
+            unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr, n) }
+        }
+        n
+    }
+}
+
+/// Checks an output buffer `(ptr, cap)`: `ptr` may be NULL only when `cap == 0`.
+///
+/// # Safety
+/// A non-NULL `ptr` must be valid for writes of `cap` values of `T` for `'a`.
+pub(crate) unsafe fn try_out_buf<'a, T>(
+    ptr: *mut T,
+    cap: usize,
+    name: &str,
+) -> Result<OutBuf<'a, T>, Failure> {
+    if ptr.is_null() && cap > 0 {
+        return Err(Failure::new(
+            OMNIPAXOS_ERR_NULL_PARAMETER,
+            format!("parameter `{name}` is NULL but its capacity is {cap}"),
+        ));
+    }
+    if cap.saturating_mul(std::mem::size_of::<T>()) > isize::MAX as usize {
+        return Err(Failure::invalid(format!(
+            "parameter `{name}`: a capacity of {cap} cannot be valid"
+        )));
+    }
+    if !ptr.is_null() && (ptr as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Failure::invalid(format!(
+            "parameter `{name}` is not aligned for its type"
+        )));
+    }
+    Ok(OutBuf {
+        ptr,
+        cap,
+        _life: PhantomData,
+    })
+}
+
 /// Borrows a NUL-terminated C string as UTF-8 text.
 ///
 /// # Safety
@@ -522,7 +586,7 @@ mod tests {
             assert_eq!(d.last(), Some(&0));
             assert!(!d[..d.len() - 1].contains(&0));
         }
-        assert_eq!(omnipaxos_result::from_code(16), None);
+        assert_eq!(omnipaxos_result::from_code(17), None);
         assert_eq!(omnipaxos_result::from_code(u32::MAX), None);
     }
 

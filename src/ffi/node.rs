@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use super::boundary::{
-    call, free_box, guard, omnipaxos_result, to_boxed_ptr, try_array, try_out, try_out_opt,
-    try_ref, try_slice, try_str, Boxed, Castable, Failure,
+    call, free_box, guard, omnipaxos_result, to_boxed_ptr, try_array, try_out, try_out_buf,
+    try_out_opt, try_ref, try_slice, try_str, Boxed, Castable, Failure,
 };
 use super::entries::{omnipaxos_entries, omnipaxos_entry_kind, EntryList, Kinds};
 use crate::config::{hocon, Config};
@@ -325,7 +325,8 @@ pub unsafe extern "C" fn omnipaxos_node_free(node: *mut omnipaxos_node) {
 ///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`len` larger
 /// than `max_message_bytes`: such an entry could never be sent); `OMNIPAXOS_ERR_BUFFER_FULL`
-/// (retry later); `OMNIPAXOS_ERR_STOPPED`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+/// (retry later); `OMNIPAXOS_ERR_STOPPED` (a StopSign is in the log, see
+/// `omnipaxos_reconfigure`); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
 ///
 /// # Safety
 /// `node` is NULL or a live node; `data` is NULL or points to `len` readable bytes.
@@ -588,7 +589,10 @@ pub unsafe extern "C" fn omnipaxos_election_timeout(node: *mut omnipaxos_node) -
 /// node's disk (and a majority's) and survives a crash. The index itself is written
 /// lazily (at the latest one resend period later, like Raft's commit index): after a crash
 /// and `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings
-/// the node up to date; a decided entry never changes.
+/// the node up to date; a decided entry never changes. Once a StopSign is decided (see
+/// `omnipaxos_reconfigure`), it is the last of these: index `*out - 1` holds the StopSign
+/// (`omnipaxos_read` gives it as `OMNIPAXOS_ENTRY_STOPSIGN`; the functions that read
+/// entry ranges stop before it).
 ///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
 ///
@@ -871,6 +875,159 @@ pub unsafe extern "C" fn omnipaxos_trim(node: *mut omnipaxos_node, idx: u64) -> 
     })
 }
 
+/// Proposes to end this configuration with a StopSign naming the next one: its id
+/// `next_config_id`, its `n_nodes` servers (`nodes`, an array of pids) and `metadata_len`
+/// bytes of opaque application data (`metadata`; may be NULL when `metadata_len` is 0).
+/// Everything is copied.
+///
+/// Call it at the leader (`omnipaxos_leader` tells which node leads). The StopSign goes
+/// into the log after every entry appended before this call, and from this call on
+/// `omnipaxos_append` fails with `OMNIPAXOS_ERR_STOPPED` here and at every node that has
+/// the StopSign. Success means proposed, not decided: poll `omnipaxos_is_stopped` (on any
+/// node) and read the outcome with `omnipaxos_decided_stopsign`. Like an entry, a StopSign
+/// can be lost when the leader is deposed before a majority accepted it; appends then
+/// succeed again at the new leader, and you call this again there. A leader elected a
+/// moment ago (still collecting promises) proposes it as soon as it can.
+///
+/// Once the StopSign is decided, this configuration takes no more entries. Starting the
+/// nodes of the next configuration (HOCON `config_id` = `next_config_id`) and moving the
+/// log or the application state over is the application's job; keep ticking the nodes of
+/// this configuration until the new ones no longer need them.
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`node` NULL, `nodes` NULL with `n_nodes > 0`,
+/// `metadata` NULL with `metadata_len > 0`); `OMNIPAXOS_ERR_INVALID_ARGUMENT` (no node,
+/// pid 0, a pid listed twice, `next_config_id` equal to this configuration's id, or a
+/// StopSign too large for `max_message_bytes`); `OMNIPAXOS_ERR_NOT_LEADER` (this node is
+/// not the leader; the StopSign is not forwarded: the last-error message names the leader
+/// when one is known); `OMNIPAXOS_ERR_STOPPED` (a StopSign is already in the log or
+/// proposed); `OMNIPAXOS_ERR_STORAGE_*`. On error nothing was proposed. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `nodes` is NULL or points to `n_nodes` readable
+/// `uint64_t`; `metadata` is NULL or points to `metadata_len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_reconfigure(
+    node: *mut omnipaxos_node,
+    next_config_id: u32,
+    nodes: *const u64,
+    n_nodes: usize,
+    metadata: *const u8,
+    metadata_len: usize,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let node = unsafe { try_ref(node, "node") }?;
+        let max = node.max_message_bytes;
+        // SAFETY: forwarded contract.
+        let (nodes, metadata) = unsafe {
+            (
+                try_array(nodes, n_nodes, "nodes")?,
+                try_slice(metadata, metadata_len, "metadata", max, |n| {
+                    Failure::invalid(format!(
+                        "{n} bytes of metadata can never be sent: max_message_bytes is {max}"
+                    ))
+                })?,
+            )
+        };
+        node.with(|s| {
+            s.paxos
+                .reconfigure(next_config_id, nodes.to_vec(), metadata.to_vec())
+        })
+    })
+}
+
+/// Whether this configuration is stopped (`*out`): a StopSign is decided and is the last
+/// entry of the log. Pending writes are made durable first, as in `omnipaxos_decided_idx`.
+/// After a crash and `omnipaxos_fail_recovery` it may read false again until the leader
+/// tells the node again that the StopSign is decided (appends fail with
+/// `OMNIPAXOS_ERR_STOPPED` meanwhile).
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `out` is NULL or valid for a write.
+#[no_mangle]
+pub unsafe extern "C" fn omnipaxos_is_stopped(
+    node: *mut omnipaxos_node,
+    out: *mut bool,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, out) = unsafe { (try_ref(node, "node")?, try_out(out, "out")?) };
+        out.set(node.with(|s| s.paxos.is_stopped())?);
+        Ok(())
+    })
+}
+
+/// The decided StopSign, if there is one: the next configuration.
+///
+/// `*found` receives whether a StopSign is decided (as `omnipaxos_is_stopped`). If it is,
+/// `*next_config_id` receives the next configuration's id, the first
+/// `min(nodes_cap, count)` pids of its nodes are copied into `nodes`, and `*n_nodes`
+/// receives the full count; likewise the metadata into `metadata` (room for
+/// `metadata_cap` bytes) and its full length into `*metadata_len`. A count above the
+/// capacity means the copy was cut short: call again with a larger buffer (the decided
+/// StopSign never changes). Pass `nodes` = NULL with `nodes_cap` = 0 (and the same for
+/// `metadata`) to ask for the sizes only. If no StopSign is decided, `*found` is false,
+/// `*next_config_id`, `*n_nodes` and `*metadata_len` are 0, and the buffers are not
+/// touched. The StopSign sits at log index `decided index - 1`
+/// (`omnipaxos_read` there gives an `OMNIPAXOS_ENTRY_STOPSIGN` element).
+///
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`node`, `found`, `next_config_id`, `n_nodes`
+/// or `metadata_len` NULL, or a buffer NULL with a non-zero capacity);
+/// `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`nodes` not aligned for `uint64_t`);
+/// `OMNIPAXOS_ERR_STORAGE_*`. On error nothing is written. Thread-safe.
+///
+/// # Safety
+/// `node` is NULL or a live node; `found`, `next_config_id`, `n_nodes` and `metadata_len`
+/// are NULL or valid for a write; `nodes` is NULL or valid for writes of `nodes_cap`
+/// `uint64_t`; `metadata` is NULL or valid for writes of `metadata_cap` bytes.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn omnipaxos_decided_stopsign(
+    node: *mut omnipaxos_node,
+    found: *mut bool,
+    next_config_id: *mut u32,
+    nodes: *mut u64,
+    nodes_cap: usize,
+    n_nodes: *mut usize,
+    metadata: *mut u8,
+    metadata_cap: usize,
+    metadata_len: *mut usize,
+) -> omnipaxos_result {
+    call(|| {
+        // SAFETY: forwarded contract.
+        let (node, found, next_config_id, nodes, n_nodes, metadata, metadata_len) = unsafe {
+            (
+                try_ref(node, "node")?,
+                try_out(found, "found")?,
+                try_out(next_config_id, "next_config_id")?,
+                try_out_buf(nodes, nodes_cap, "nodes")?,
+                try_out(n_nodes, "n_nodes")?,
+                try_out_buf(metadata, metadata_cap, "metadata")?,
+                try_out(metadata_len, "metadata_len")?,
+            )
+        };
+        match node.with(|s| s.paxos.decided_stopsign())? {
+            Some(ss) => {
+                nodes.fill(&ss.nodes);
+                metadata.fill(&ss.metadata);
+                found.set(true);
+                next_config_id.set(ss.next_config_id);
+                n_nodes.set(ss.nodes.len());
+                metadata_len.set(ss.metadata.len());
+            }
+            None => {
+                found.set(false);
+                next_config_id.set(0);
+                n_nodes.set(0);
+                metadata_len.set(0);
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1043,6 +1200,214 @@ mod tests {
             unsafe { omnipaxos_handle_incoming(n, std::ptr::null(), 3) },
             OMNIPAXOS_ERR_NULL_PARAMETER
         );
+        unsafe { omnipaxos_node_free(n) };
+    }
+
+    #[test]
+    fn reconfigure_through_the_c_abi() {
+        let nodes: Vec<_> = (1..=3).map(node).collect();
+        let mut leader = 0u64;
+        for _ in 0..200 {
+            for &n in &nodes {
+                assert_eq!(unsafe { omnipaxos_tick(n) }, OMNIPAXOS_OK);
+            }
+            deliver(&nodes);
+            let mut pids = [0u64; 3];
+            for (i, &n) in nodes.iter().enumerate() {
+                assert_eq!(
+                    unsafe { omnipaxos_leader(n, &mut pids[i], std::ptr::null_mut()) },
+                    OMNIPAXOS_OK
+                );
+            }
+            if pids[0] != 0 && pids.iter().all(|&p| p == pids[0]) {
+                leader = pids[0];
+                break;
+            }
+        }
+        assert_ne!(leader, 0, "no leader elected");
+        let at_leader = nodes[leader as usize - 1];
+        let follower = nodes[leader as usize % 3];
+        for i in 0..5u8 {
+            assert_eq!(
+                unsafe { omnipaxos_append(at_leader, [i].as_ptr(), 1) },
+                OMNIPAXOS_OK
+            );
+        }
+        let next = [4u64, 5, 6];
+        let meta = b"metadata";
+        let reconf = |n, id, pids: &[u64]| unsafe {
+            omnipaxos_reconfigure(n, id, pids.as_ptr(), pids.len(), meta.as_ptr(), meta.len())
+        };
+        assert_eq!(reconf(follower, 2, &next), OMNIPAXOS_ERR_NOT_LEADER);
+        assert_eq!(reconf(at_leader, 2, &[]), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            reconf(at_leader, 2, &[4, 4]),
+            OMNIPAXOS_ERR_INVALID_ARGUMENT
+        );
+        assert_eq!(reconf(at_leader, 1, &next), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+        assert_eq!(
+            unsafe { omnipaxos_reconfigure(at_leader, 2, std::ptr::null(), 2, meta.as_ptr(), 0) },
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        assert_eq!(reconf(at_leader, 2, &next), OMNIPAXOS_OK);
+        assert_eq!(reconf(at_leader, 3, &next), OMNIPAXOS_ERR_STOPPED);
+        assert_eq!(
+            unsafe { omnipaxos_append(at_leader, [9].as_ptr(), 1) },
+            OMNIPAXOS_ERR_STOPPED
+        );
+        let stopped = |n| {
+            let mut b = false;
+            assert_eq!(unsafe { omnipaxos_is_stopped(n, &mut b) }, OMNIPAXOS_OK);
+            b
+        };
+        for _ in 0..50 {
+            if nodes.iter().all(|&n| stopped(n)) {
+                break;
+            }
+            for &n in &nodes {
+                assert_eq!(unsafe { omnipaxos_tick(n) }, OMNIPAXOS_OK);
+            }
+            deliver(&nodes);
+        }
+        for &n in &nodes {
+            assert!(stopped(n));
+            assert_eq!(decided(n), 6, "5 entries and the StopSign");
+            // Sizes only.
+            let (mut found, mut id, mut count, mut len) = (false, 0u32, 0usize, 0usize);
+            let rc = unsafe {
+                omnipaxos_decided_stopsign(
+                    n,
+                    &mut found,
+                    &mut id,
+                    std::ptr::null_mut(),
+                    0,
+                    &mut count,
+                    std::ptr::null_mut(),
+                    0,
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, OMNIPAXOS_OK);
+            assert_eq!((found, id, count, len), (true, 2, 3, meta.len()));
+            // A short buffer gets a prefix; the counts stay the full ones.
+            let (mut pids, mut bytes) = ([0u64; 2], [0u8; 4]);
+            let rc = unsafe {
+                omnipaxos_decided_stopsign(
+                    n,
+                    &mut found,
+                    &mut id,
+                    pids.as_mut_ptr(),
+                    pids.len(),
+                    &mut count,
+                    bytes.as_mut_ptr(),
+                    bytes.len(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, OMNIPAXOS_OK);
+            assert_eq!((pids, &bytes, count, len), ([4, 5], b"meta", 3, 8));
+            let (mut pids, mut bytes) = ([0u64; 8], [0u8; 16]);
+            let rc = unsafe {
+                omnipaxos_decided_stopsign(
+                    n,
+                    &mut found,
+                    &mut id,
+                    pids.as_mut_ptr(),
+                    pids.len(),
+                    &mut count,
+                    bytes.as_mut_ptr(),
+                    bytes.len(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, OMNIPAXOS_OK);
+            assert_eq!((&pids[..count], &bytes[..len]), (&next[..], &meta[..]));
+            // The log: a StopSign element at index 5.
+            let mut e = std::ptr::null_mut();
+            assert_eq!(unsafe { omnipaxos_read(n, 5, &mut e) }, OMNIPAXOS_OK);
+            let (mut data, mut dlen) = (std::ptr::null(), 0);
+            let mut kind = omnipaxos_entry_kind::OMNIPAXOS_ENTRY_DECIDED;
+            assert_eq!(
+                unsafe { omnipaxos_entries_get(e, 0, &mut data, &mut dlen, &mut kind) },
+                OMNIPAXOS_OK
+            );
+            assert_eq!(kind, omnipaxos_entry_kind::OMNIPAXOS_ENTRY_STOPSIGN);
+            unsafe { omnipaxos_entries_free(e) };
+            assert_eq!(
+                unsafe { omnipaxos_append(n, [9].as_ptr(), 1) },
+                OMNIPAXOS_ERR_STOPPED
+            );
+        }
+        for n in nodes {
+            unsafe { omnipaxos_node_free(n) };
+        }
+    }
+
+    #[test]
+    fn decided_stopsign_checks_its_parameters_and_reports_none() {
+        let n = node(1);
+        let (mut found, mut id, mut count, mut len) = (true, 9u32, 9usize, 9usize);
+        let mut pids = [0u64; 2];
+        let call = |found: *mut bool,
+                    pids: *mut u64,
+                    cap: usize,
+                    id: &mut u32,
+                    count: &mut usize,
+                    len: &mut usize| unsafe {
+            omnipaxos_decided_stopsign(n, found, id, pids, cap, count, std::ptr::null_mut(), 0, len)
+        };
+        assert_eq!(
+            call(
+                std::ptr::null_mut(),
+                pids.as_mut_ptr(),
+                2,
+                &mut id,
+                &mut count,
+                &mut len
+            ),
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        assert_eq!(
+            call(
+                &mut found,
+                std::ptr::null_mut(),
+                2,
+                &mut id,
+                &mut count,
+                &mut len
+            ),
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        assert_eq!(
+            (found, id, count, len),
+            (true, 9, 9, 9),
+            "nothing written on error"
+        );
+        assert_eq!(
+            call(
+                &mut found,
+                pids.as_mut_ptr(),
+                2,
+                &mut id,
+                &mut count,
+                &mut len
+            ),
+            OMNIPAXOS_OK
+        );
+        assert_eq!((found, id, count, len), (false, 0, 0, 0));
+        let mut stopped = true;
+        assert_eq!(
+            unsafe { omnipaxos_is_stopped(n, &mut stopped) },
+            OMNIPAXOS_OK
+        );
+        assert!(!stopped);
+        assert_eq!(
+            unsafe { omnipaxos_is_stopped(std::ptr::null_mut(), &mut stopped) },
+            OMNIPAXOS_ERR_NULL_PARAMETER
+        );
+        // No leader is known: NOT_LEADER, and the message says so.
+        let rc = unsafe { omnipaxos_reconfigure(n, 2, [4u64].as_ptr(), 1, std::ptr::null(), 0) };
+        assert_eq!(rc, OMNIPAXOS_ERR_NOT_LEADER);
         unsafe { omnipaxos_node_free(n) };
     }
 }

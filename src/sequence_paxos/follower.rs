@@ -81,8 +81,9 @@ impl SequencePaxos {
                 self.storage.append_entries(&rest)?;
                 self.log_len = end;
             }
-            if self.stopsign.is_none() && stopsign.is_some() {
-                // A StopSign is only ever added within a round, never taken back.
+            if self.stopsign.is_none() && stopsign.is_some() && self.log_len == end {
+                // A StopSign is only ever added within a round, never taken back, and only
+                // right after the leader's last entry (not after a log with a gap).
                 self.storage.set_stopsign(stopsign.clone())?;
                 self.stopsign = stopsign;
             }
@@ -102,7 +103,7 @@ impl SequencePaxos {
                 self.stopsign = stopsign;
             }
         }
-        let decided = decided_idx.min(self.log_len);
+        let decided = decided_idx.min(self.accepted_len());
         self.set_decided(decided)?;
         self.phase = Phase::Accept;
         self.accepted_pending = true;
@@ -127,7 +128,10 @@ impl SequencePaxos {
             return Ok(());
         }
         let overlap = (self.log_len - start_idx) as usize;
-        if overlap == 0 {
+        if self.stopsign.is_some() {
+            // Our log ends with the round's StopSign: the leader sends no entries after it
+            // (this is an old batch, re-sent or duplicated), and none may follow it.
+        } else if overlap == 0 {
             self.storage.append_entries(&entries)?;
             self.log_len += entries.len() as u64;
         } else if overlap < entries.len() {
@@ -135,7 +139,7 @@ impl SequencePaxos {
             self.storage.append_entries(&rest)?;
             self.log_len += rest.len() as u64;
         }
-        let decided = decided_idx.min(self.log_len);
+        let decided = decided_idx.min(self.accepted_len());
         self.set_decided(decided)?;
         self.accepted_pending = true;
         Ok(())
@@ -145,7 +149,7 @@ impl SequencePaxos {
         if n != self.promise || self.role != Role::Follower || self.phase != Phase::Accept {
             return Ok(());
         }
-        let decided = decided_idx.min(self.log_len);
+        let decided = decided_idx.min(self.accepted_len());
         if decided > self.decided_idx {
             // Tell the leader (in an Accepted) how far we have decided: it trims only below
             // every server's decided index.
@@ -164,11 +168,15 @@ impl SequencePaxos {
             return Ok(());
         }
         if idx != self.log_len {
+            // Entries before it are missing (a lost batch): our Accepted makes the leader
+            // re-send them, and then the StopSign.
             self.accepted_pending = true;
             return Ok(());
         }
-        self.storage.set_stopsign(Some(stopsign.clone()))?;
-        self.stopsign = Some(stopsign);
+        if self.stopsign.as_ref() != Some(&stopsign) {
+            self.storage.set_stopsign(Some(stopsign.clone()))?;
+            self.stopsign = Some(stopsign);
+        }
         self.accepted_pending = true;
         Ok(())
     }

@@ -44,7 +44,8 @@ impl SequencePaxos {
         }
         let msg = PaxosMessage::Prepare {
             n: self.ls.n_leader,
-            decided_idx: self.decided_idx,
+            // Entries only: a decided StopSign is not an index of the log.
+            decided_idx: self.decided_idx.min(self.log_len),
             n_accepted: self.accepted_round,
             accepted_idx: self.log_len,
         };
@@ -77,13 +78,22 @@ impl SequencePaxos {
             Phase::Prepare => {
                 self.ls.peers[i].promise = Some(meta);
                 self.ls.max_decided = self.ls.max_decided.max(meta.decided_idx);
+                // The most recent log: the highest round, then the longest, counting a
+                // StopSign as one more slot (in one round it only ever follows the
+                // entries, so with equal lengths the log with it is the more recent).
+                let theirs = (
+                    meta.n_accepted,
+                    meta.accepted_idx + u64::from(stopsign.is_some()),
+                );
                 let better = match &self.ls.max_promise {
                     Some(m) => {
-                        (meta.n_accepted, meta.accepted_idx) > (m.n_accepted, m.accepted_idx)
+                        theirs
+                            > (
+                                m.n_accepted,
+                                m.accepted_idx + u64::from(m.stopsign.is_some()),
+                            )
                     }
-                    None => {
-                        (meta.n_accepted, meta.accepted_idx) > (self.accepted_round, self.log_len)
-                    }
+                    None => theirs > (self.accepted_round, self.accepted_len()),
                 };
                 if better {
                     self.ls.max_promise = Some(MaxPromise {
@@ -124,7 +134,10 @@ impl SequencePaxos {
                 self.storage.append_entries(&m.suffix)?;
                 self.log_len += m.suffix.len() as u64;
             }
-            if m.stopsign.is_some() {
+            // The adopted log ends as the promised one does: with its StopSign (which this
+            // leader carries over and decides), or without one (a StopSign of ours from an
+            // older round was not chosen).
+            if m.stopsign != self.stopsign {
                 self.storage.set_stopsign(m.stopsign.clone())?;
                 self.stopsign = m.stopsign;
             }
@@ -134,7 +147,7 @@ impl SequencePaxos {
         self.accepted_round = n;
         self.ls.adopted_round = adopted_round;
         self.ls.adopted_len = self.log_len;
-        let decided = self.ls.max_decided.min(self.log_len);
+        let decided = self.ls.max_decided.min(self.accepted_len());
         self.set_decided(decided)?;
         self.phase = Phase::Accept;
         self.log(format!(
@@ -147,7 +160,50 @@ impl SequencePaxos {
             }
         }
         let buffered = std::mem::take(&mut self.buffer);
+        let pending = self.pending_stopsign.take();
+        if let Some(ss) = &self.stopsign {
+            // The adopted log ends with a StopSign: nothing can follow it.
+            let next = ss.next_config_id;
+            if !buffered.is_empty() {
+                self.log(format!(
+                    "{} proposals buffered while preparing dropped: the adopted log ends with a StopSign to configuration {next}",
+                    buffered.len()
+                ));
+            }
+            if let Some(p) = pending {
+                self.log(format!(
+                    "StopSign to configuration {} not proposed: the adopted log already ends with one to configuration {next}",
+                    p.next_config_id
+                ));
+            }
+            return Ok(());
+        }
         self.batch.extend_from(&buffered);
+        if let Some(ss) = pending {
+            self.flush_batch()?;
+            self.start_stopsign(ss)?;
+        }
+        Ok(())
+    }
+
+    /// Accept phase: appends the StopSign `ss` after every entry of the log (the batch must
+    /// have been flushed) and sends it to every follower that has promised in this round
+    /// (the others get it with their AcceptSync).
+    pub(super) fn start_stopsign(&mut self, ss: StopSign) -> Result<()> {
+        self.storage.set_stopsign(Some(ss.clone()))?;
+        self.stopsign = Some(ss.clone());
+        let (n, idx) = (self.ls.n_leader, self.log_len);
+        self.log(format!(
+            "proposing StopSign to configuration {} at index {idx}",
+            ss.next_config_id
+        ));
+        for i in 0..self.peers.len() {
+            if self.ls.peers[i].promise.is_some() {
+                let to = self.peers[i];
+                let stopsign = ss.clone();
+                self.send(to, PaxosMessage::AcceptStopSign { n, idx, stopsign });
+            }
+        }
         Ok(())
     }
 
@@ -189,6 +245,17 @@ impl SequencePaxos {
     /// promised in this round.
     pub(super) fn flush_batch(&mut self) -> Result<()> {
         if self.batch.is_empty() || self.phase != Phase::Accept {
+            return Ok(());
+        }
+        if self.stopsign.is_some() {
+            // Unreachable: `append` refuses entries once a StopSign is in the log, and a
+            // StopSign is only added after the batch was flushed. Never place entries
+            // after it.
+            let n = self.batch.len();
+            self.batch.clear();
+            self.log(format!(
+                "{n} batched entries dropped: the log ends with a StopSign"
+            ));
             return Ok(());
         }
         let start_idx = self.log_len;
@@ -254,7 +321,7 @@ impl SequencePaxos {
     /// Raises the decided index to what a majority has durably accepted.
     pub(super) fn try_decide(&mut self) {
         let mut acc: Vec<u64> = Vec::with_capacity(self.peers.len() + 1);
-        acc.push(self.durable_log_len);
+        acc.push(self.durable_accepted_len);
         acc.extend(self.ls.peers.iter().filter_map(|p| p.accepted_idx));
         if acc.len() < self.majority {
             return;
@@ -295,7 +362,8 @@ impl SequencePaxos {
                 (_, None, _) => self.send_prepare_to(to),
                 (Phase::Accept, Some(_), None) => self.send_accept_sync(i)?,
                 (Phase::Accept, Some(_), Some(a)) => {
-                    if a < self.log_len && st.accepted_at_last_resend == Some(a) {
+                    let stalled = st.accepted_at_last_resend == Some(a);
+                    if a < self.log_len && stalled {
                         let to_idx = self.log_len.min(a + self.limits.max_resend_entries as u64);
                         if a >= self.compacted_idx {
                             let entries = self.read_suffix(a, to_idx)?;
@@ -309,7 +377,15 @@ impl SequencePaxos {
                                 },
                             );
                         }
-                    } else if a >= self.log_len {
+                    } else if let Some(stopsign) = self
+                        .stopsign
+                        .clone()
+                        .filter(|_| a == self.log_len && stalled)
+                    {
+                        // Every entry is there but the StopSign is not: send it again.
+                        let idx = self.log_len;
+                        self.send(to, PaxosMessage::AcceptStopSign { n, idx, stopsign });
+                    } else if a >= self.accepted_len() {
                         let decided_idx = self.decided_idx;
                         self.send(to, PaxosMessage::Decide { n, decided_idx });
                     }

@@ -17,6 +17,16 @@
 //! leader sends its AcceptDecide and Decide messages before its own commit when that
 //! commit waits for the disk (see [`SequencePaxos::take_before_commit`]), so its fsync and
 //! the followers' overlap; it counts its own log only once it is durable.
+//!
+//! Reconfiguration: a [`StopSign`] is the last entry of a configuration. It occupies one
+//! log slot, at index `log_len` (right after the last entry; it is kept in
+//! [`Storage::set_stopsign`], not among the entries), so the *accepted length* of a log
+//! that ends with a StopSign is `log_len + 1`: that is what a follower reports in
+//! Accepted, and the StopSign is decided when the decided index reaches `log_len + 1`.
+//! The leader proposes it after flushing its batch (AcceptStopSign, and AcceptSync to
+//! followers synchronised later); from then on the node takes no more entries
+//! ([`Error::Stopped`]). A new leader that finds a StopSign among the promises adopts it
+//! with the log and finishes deciding it.
 
 mod follower;
 mod leader;
@@ -141,10 +151,16 @@ pub struct SequencePaxos {
     log_len: u64,
     compacted_idx: u64,
     stopsign: Option<StopSign>,
+    /// Leader in the prepare phase: a StopSign proposed before the accept phase, proposed
+    /// once it starts (after the buffered entries), unless the adopted log has one.
+    pending_stopsign: Option<StopSign>,
     /// The decided index as of the last successful commit (what users see).
     visible_decided: u64,
     /// The log length as of the last successful commit.
     durable_log_len: u64,
+    /// The accepted length (log length, plus one for a StopSign) as of the last
+    /// successful commit.
+    durable_accepted_len: u64,
     /// The next commit also makes the decided index durable (set on resend ticks).
     decided_sync_due: bool,
     /// The durable decided index the last Accepted sent reported.
@@ -190,8 +206,10 @@ impl SequencePaxos {
             log_len: 0,
             compacted_idx: 0,
             stopsign: None,
+            pending_stopsign: None,
             visible_decided: 0,
             durable_log_len: 0,
+            durable_accepted_len: 0,
             decided_sync_due: false,
             reported_decided: 0,
             released_early: false,
@@ -218,10 +236,11 @@ impl SequencePaxos {
         self.accepted_round = self.storage.accepted_round();
         self.log_len = self.storage.log_len();
         self.compacted_idx = self.storage.compacted_idx();
-        self.decided_idx = self.storage.decided_idx().min(self.log_len);
         self.stopsign = self.storage.stopsign();
+        self.decided_idx = self.storage.decided_idx().min(self.accepted_len());
         self.visible_decided = self.decided_idx;
         self.durable_log_len = self.log_len;
+        self.durable_accepted_len = self.accepted_len();
     }
 
     /// Re-initialises the volatile state from storage after a crash: follower in the
@@ -233,6 +252,7 @@ impl SequencePaxos {
         self.leader = Ballot::default();
         self.ls = LeaderState::default();
         self.batch.clear();
+        self.pending_stopsign = None;
         self.accepted_pending = false;
         self.acks_pending.clear();
         self.decided_sync_due = false;
@@ -279,9 +299,31 @@ impl SequencePaxos {
         self.compacted_idx
     }
 
-    /// The accepted StopSign, if any.
+    /// The accepted StopSign, if any (it sits at index [`SequencePaxos::log_len`]).
     pub fn stopsign(&self) -> Option<&StopSign> {
         self.stopsign.as_ref()
+    }
+
+    /// The StopSign, if it is decided as of the last commit (what users see).
+    pub fn decided_stopsign(&self) -> Option<&StopSign> {
+        self.stopsign
+            .as_ref()
+            .filter(|_| self.visible_decided > self.log_len)
+    }
+
+    /// Whether a StopSign was proposed here or accepted (so no entry is taken any more).
+    pub fn stopsign_proposed(&self) -> bool {
+        self.stopsign.is_some() || self.pending_stopsign.is_some()
+    }
+
+    /// The log length counting an accepted StopSign as one more slot.
+    fn accepted_len(&self) -> u64 {
+        self.log_len + u64::from(self.stopsign.is_some())
+    }
+
+    /// Whether the StopSign is decided (in memory; maybe not yet durable).
+    fn stopsign_decided(&self) -> bool {
+        self.stopsign.is_some() && self.decided_idx > self.log_len
     }
 
     /// Reads entries `from..to` from storage into `out`.
@@ -308,7 +350,7 @@ impl SequencePaxos {
     /// Appends a proposal: into the leader's batch, the prepare-phase buffer, or the
     /// forwarding queue.
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
-        if self.stopsign.is_some() {
+        if self.stopsign_proposed() {
             return Err(Error::Stopped);
         }
         match (self.role, self.phase) {
@@ -316,7 +358,8 @@ impl SequencePaxos {
                 // Flow control: at most `buffer_size` entries wait to be decided. This also
                 // bounds what a leader cut off from its followers (one that does not know it
                 // was replaced) accepts before it starts refusing.
-                let undecided = (self.log_len - self.decided_idx) as usize + self.batch.len();
+                let undecided =
+                    self.log_len.saturating_sub(self.decided_idx) as usize + self.batch.len();
                 if undecided >= self.limits.buffer_size {
                     return Err(Error::BufferFull {
                         capacity: self.limits.buffer_size,
@@ -349,11 +392,46 @@ impl SequencePaxos {
         }
     }
 
+    /// Proposes `ss` as the last entry of this configuration. At a leader in the accept
+    /// phase the batch is flushed first and the StopSign follows it at once; at a leader
+    /// still collecting promises it waits for the accept phase (after the entries buffered
+    /// until then). A follower refuses with [`Error::NotLeader`]: a reconfiguration is
+    /// proposed at the leader, like a trim. [`Error::Stopped`] once a StopSign was proposed
+    /// here or accepted from a leader.
+    pub fn propose_stopsign(&mut self, ss: StopSign) -> Result<()> {
+        if self.stopsign_proposed() {
+            return Err(Error::Stopped);
+        }
+        match (self.role, self.phase) {
+            (Role::Leader, Phase::Accept) => {
+                self.flush_batch()?;
+                self.start_stopsign(ss)
+            }
+            (Role::Leader, _) => {
+                self.log(format!(
+                    "StopSign to configuration {} will be proposed once this leader is in the accept phase",
+                    ss.next_config_id
+                ));
+                self.pending_stopsign = Some(ss);
+                Ok(())
+            }
+            (Role::Follower, _) => Err(Error::NotLeader {
+                leader: (self.leader.pid != 0).then_some(self.leader.pid),
+            }),
+        }
+    }
+
     /// Sends the forwarded proposals not yet sent to the current leader.
     fn flush_forwards(&mut self) {
         let f = &self.forwarding;
         let next_seq = f.first_seq + f.queue.len() as u64;
-        if self.role != Role::Follower || self.leader.pid == 0 || f.sent_upto >= next_seq {
+        // With a StopSign in the log the leader takes no proposals: hold them (they go out
+        // again if a new leader drops an undecided StopSign).
+        if self.role != Role::Follower
+            || self.leader.pid == 0
+            || f.sent_upto >= next_seq
+            || self.stopsign.is_some()
+        {
             return;
         }
         let from = (f.sent_upto - f.first_seq) as usize;
@@ -377,6 +455,14 @@ impl SequencePaxos {
         let buffer = std::mem::take(&mut self.buffer);
         self.forwarding.queue.extend_from(&buffer);
         self.forwarding.queue.extend_from(&batch);
+        if let Some(ss) = self.pending_stopsign.take() {
+            // It cannot be forwarded (a StopSign is proposed at the leader): the caller
+            // sees it never decided and proposes it again at the new leader.
+            self.log(format!(
+                "StopSign to configuration {} dropped before it was proposed: this node is no longer the leader",
+                ss.next_config_id
+            ));
+        }
     }
 
     /// Leader: takes forwarded proposals, dropping ones already taken.
@@ -598,7 +684,7 @@ impl SequencePaxos {
             self.reported_decided = decided_idx;
             let msg = PaxosMessage::Accepted {
                 n,
-                accepted_idx: self.log_len,
+                accepted_idx: self.accepted_len(),
                 // Released only after the commit that makes it durable.
                 decided_idx,
             };
@@ -623,13 +709,14 @@ impl SequencePaxos {
         }
         self.released_early = false;
         self.durable_log_len = self.log_len;
+        self.durable_accepted_len = self.accepted_len();
         if self.role == Role::Leader && self.phase == Phase::Accept {
             self.try_decide();
             self.send_decide_if_pending();
         }
         self.visible_decided = self
             .visible_decided
-            .max(self.decided_idx.min(self.durable_log_len));
+            .max(self.decided_idx.min(self.durable_accepted_len));
         if self.role == Role::Follower
             && self.phase == Phase::Accept
             && self.storage.durable_decided_idx().min(self.decided_idx) > self.reported_decided
@@ -691,8 +778,25 @@ impl SequencePaxos {
         if idx > self.decided_idx {
             self.decided_idx = idx;
             self.storage.set_decided_idx(idx)?;
+            self.on_stopsign_decided();
         }
         Ok(())
+    }
+
+    /// Once the StopSign is decided, proposals still waiting to be forwarded can never be
+    /// decided in this configuration: drop them (their `append` succeeded before the
+    /// StopSign was known here; every later `append` fails with `Stopped`).
+    fn on_stopsign_decided(&mut self) {
+        if self.stopsign_decided() && !self.forwarding.queue.is_empty() {
+            let n = self.forwarding.queue.len();
+            let f = &mut self.forwarding;
+            f.first_seq += n as u64;
+            f.sent_upto = f.first_seq;
+            f.queue.clear();
+            self.log(format!(
+                "{n} proposals waiting to be forwarded dropped: the configuration is stopped by a decided StopSign"
+            ));
+        }
     }
 
     // ----- compaction ----------------------------------------------------------------------
@@ -712,7 +816,12 @@ impl SequencePaxos {
                 }
             )));
         }
-        let mut min_all = self.storage.durable_decided_idx().min(self.decided_idx);
+        // A StopSign is not an entry of the log: it is never trimmed.
+        let mut min_all = self
+            .storage
+            .durable_decided_idx()
+            .min(self.decided_idx)
+            .min(self.log_len);
         for (i, p) in self.ls.peers.iter().enumerate() {
             match p.accepted_idx {
                 Some(_) => min_all = min_all.min(p.decided_idx),
@@ -756,7 +865,7 @@ impl SequencePaxos {
         if n != self.promise || self.role != Role::Follower {
             return Ok(());
         }
-        let target = idx.min(self.decided_idx);
+        let target = idx.min(self.decided_idx).min(self.log_len);
         if target > self.compacted_idx {
             self.storage.trim(target)?;
             self.compacted_idx = target;

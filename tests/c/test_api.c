@@ -287,14 +287,14 @@ static void test_version(void) {
 }
 
 static void test_strerror(void) {
-    for (int code = OMNIPAXOS_OK; code <= OMNIPAXOS_ERR_PANIC; code++) {
+    for (int code = OMNIPAXOS_OK; code <= OMNIPAXOS_ERR_NOT_LEADER; code++) {
         const char *s = omnipaxos_strerror((omnipaxos_result)code);
         CHECK(s != NULL && s[0] != '\0');
         CHECK(strcmp(s, "unknown error code") != 0);
         for (int other = OMNIPAXOS_OK; other < code; other++)
             CHECK(strcmp(s, omnipaxos_strerror((omnipaxos_result)other)) != 0);
     }
-    CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)16), "unknown error code") == 0);
+    CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)17), "unknown error code") == 0);
     CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)9999), "unknown error code") == 0);
     CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)-1), "unknown error code") == 0);
     CHECK(strcmp(omnipaxos_strerror(OMNIPAXOS_OK), "success") == 0);
@@ -908,6 +908,146 @@ static void test_last_error_is_per_thread(void) {
     CHECK_ERR_HAS("`node`");
 }
 
+/* --------------------------------------------------------- reconfiguration ---- */
+
+static int all_stopped(cluster *c) {
+    for (int i = 0; i < c->count; i++) {
+        bool stopped = false;
+        omnipaxos_result rc = omnipaxos_is_stopped(c->n[i], &stopped);
+        if (rc != OMNIPAXOS_OK) CHECK_RC(rc, OMNIPAXOS_OK);
+        if (!stopped) return 0;
+    }
+    return 1;
+}
+
+static int run_until_stopped(cluster *c, int max_steps) {
+    for (int t = 0; t < max_steps; t++) {
+        if (all_stopped(c)) return 1;
+        step(c);
+    }
+    return all_stopped(c);
+}
+
+/* `n` has decided the StopSign (id, nodes, metadata) at index `idx`. */
+static void check_stopsign(omnipaxos_node *n, uint32_t id, const uint64_t *nodes, size_t n_nodes,
+                           const char *meta, uint64_t idx) {
+    bool found = false;
+    uint32_t got_id = 0;
+    uint64_t got_nodes[8];
+    uint8_t got_meta[64];
+    size_t got_n = 0, got_len = 0;
+    CHECK_RC(omnipaxos_decided_stopsign(n, &found, &got_id, got_nodes, 8, &got_n, got_meta,
+                                        sizeof got_meta, &got_len),
+             OMNIPAXOS_OK);
+    CHECK(found);
+    CHECK(got_id == id);
+    CHECK(got_n == n_nodes && memcmp(got_nodes, nodes, n_nodes * sizeof *nodes) == 0);
+    CHECK(got_len == strlen(meta) && memcmp(got_meta, meta, got_len) == 0);
+    CHECK(decided(n) == idx + 1);
+    omnipaxos_entries *e = NULL;
+    CHECK_RC(omnipaxos_read(n, idx, &e), OMNIPAXOS_OK);
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    omnipaxos_entry_kind kind = OMNIPAXOS_ENTRY_DECIDED;
+    CHECK_RC(omnipaxos_entries_get(e, 0, &data, &len, &kind), OMNIPAXOS_OK);
+    CHECK(kind == OMNIPAXOS_ENTRY_STOPSIGN);
+    omnipaxos_entries_free(e);
+}
+
+/* Three nodes on persistent storage stop with a StopSign after ten entries; appends fail
+ * with STOPPED; a node re-created from its storage still has it. */
+static void test_reconfigure(void) {
+    cluster c;
+    memset(&c, 0, sizeof c);
+    c.count = 3;
+    const char *peers[3] = {"[2, 3]", "[1, 3]", "[1, 2]"};
+    char extra[3][512];
+    for (int i = 0; i < 3; i++) {
+        snprintf(extra[i], sizeof extra[i],
+                 "storage { type = persistent, path = \"%s/reconf%d\", sync = never }", tmpdir,
+                 i + 1);
+        c.pid[i] = (uint64_t)(i + 1);
+        c.n[i] = node_new(1, c.pid[i], peers[i], extra[i]);
+    }
+    uint64_t leader = elect(&c);
+    REQUIRE(leader != 0);
+    omnipaxos_node *l = cluster_find(&c, leader);
+    int fi = (int)(leader % 3); /* index of a follower */
+    omnipaxos_node *f = c.n[fi];
+    for (int i = 0; i < 10; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "before-%d", i);
+        append_text(&c, l, text);
+    }
+    const uint64_t next[3] = {4, 5, 6};
+    const char *meta = "new configuration";
+    const uint8_t *m = (const uint8_t *)meta;
+    size_t mlen = strlen(meta);
+
+    CHECK_RC(omnipaxos_reconfigure(f, 2, next, 3, m, mlen), OMNIPAXOS_ERR_NOT_LEADER);
+    CHECK_ERR_HAS("leader");
+    CHECK_RC(omnipaxos_reconfigure(l, 2, next, 0, m, mlen), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+    CHECK_RC(omnipaxos_reconfigure(l, 1, next, 3, m, mlen), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+    CHECK_ERR_HAS("configuration id");
+    const uint64_t twice[2] = {4, 4};
+    CHECK_RC(omnipaxos_reconfigure(l, 2, twice, 2, m, mlen), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+    CHECK_RC(omnipaxos_reconfigure(l, 2, NULL, 3, m, mlen), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_reconfigure(NULL, 2, next, 3, m, mlen), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK(!all_stopped(&c));
+
+    CHECK_RC(omnipaxos_reconfigure(l, 2, next, 3, m, mlen), OMNIPAXOS_OK);
+    CHECK_RC(omnipaxos_append(l, (const uint8_t *)"after", 5), OMNIPAXOS_ERR_STOPPED);
+    CHECK_RC(omnipaxos_reconfigure(l, 3, next, 3, m, mlen), OMNIPAXOS_ERR_STOPPED);
+    REQUIRE(run_until_stopped(&c, 300));
+    for (int i = 0; i < 3; i++) {
+        check_stopsign(c.n[i], 2, next, 3, meta, 10);
+        CHECK_RC(omnipaxos_append(c.n[i], (const uint8_t *)"after", 5), OMNIPAXOS_ERR_STOPPED);
+        /* The ten entries before it are decided, in order. */
+        omnipaxos_entries *e = NULL;
+        CHECK_RC(omnipaxos_read_decided_suffix(c.n[i], 0, &e), OMNIPAXOS_OK);
+        CHECK(omnipaxos_entries_count(e) == 10);
+        for (size_t k = 0; k < omnipaxos_entries_count(e); k++) {
+            const uint8_t *data = NULL;
+            size_t len = 0;
+            char want[32];
+            snprintf(want, sizeof want, "before-%d", (int)k);
+            CHECK_RC(omnipaxos_entries_get(e, k, &data, &len, NULL), OMNIPAXOS_OK);
+            CHECK(len == strlen(want) && memcmp(data, want, len) == 0);
+        }
+        omnipaxos_entries_free(e);
+    }
+
+    /* Sizes only, then a buffer too small: the counts are the full ones. */
+    bool found = false;
+    uint32_t id = 0;
+    size_t n_nodes = 0, meta_len = 0;
+    CHECK_RC(omnipaxos_decided_stopsign(f, &found, &id, NULL, 0, &n_nodes, NULL, 0, &meta_len),
+             OMNIPAXOS_OK);
+    CHECK(found && id == 2 && n_nodes == 3 && meta_len == mlen);
+    uint64_t two[2] = {0, 0};
+    uint8_t four[4] = {0};
+    CHECK_RC(omnipaxos_decided_stopsign(f, &found, &id, two, 2, &n_nodes, four, 4, &meta_len),
+             OMNIPAXOS_OK);
+    CHECK(two[0] == 4 && two[1] == 5 && n_nodes == 3);
+    CHECK(memcmp(four, "new ", 4) == 0 && meta_len == mlen);
+    CHECK_RC(omnipaxos_decided_stopsign(f, &found, &id, NULL, 2, &n_nodes, NULL, 0, &meta_len),
+             OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_decided_stopsign(f, NULL, &id, NULL, 0, &n_nodes, NULL, 0, &meta_len),
+             OMNIPAXOS_ERR_NULL_PARAMETER);
+
+    /* A follower restarts from its storage: the StopSign is in its log at once, and it
+     * learns again that it is decided. */
+    omnipaxos_node_free(f);
+    c.n[fi] = NULL;
+    f = node_new(1, c.pid[fi], peers[fi], extra[fi]);
+    c.n[fi] = f;
+    CHECK_RC(omnipaxos_fail_recovery(f), OMNIPAXOS_OK);
+    CHECK_RC(omnipaxos_append(f, (const uint8_t *)"after", 5), OMNIPAXOS_ERR_STOPPED);
+    REQUIRE(run_until_stopped(&c, 300));
+    check_stopsign(f, 2, next, 3, meta, 10);
+    cluster_free(&c);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/omnipaxos-c-test-XXXXXX");
@@ -926,6 +1066,7 @@ int main(void) {
     test_batch_and_contiguous();
     test_bad_messages();
     test_cluster();
+    test_reconfigure();
     test_threads();
     test_last_error_is_per_thread();
 

@@ -250,6 +250,8 @@ pub struct Cluster {
     pub appended: HashMap<Vec<u8>, u64>,
     /// The tick at which each chosen index was first seen decided.
     pub decided_at: Vec<u64>,
+    /// The decided StopSign and its index, once some node has decided it.
+    pub decided_stopsign: Option<(u64, StopSign)>,
     next_payload: u64,
     sessions: u64,
     buf: Vec<u8>,
@@ -294,6 +296,7 @@ impl Cluster {
             last_decided: HashMap::new(),
             appended: HashMap::new(),
             decided_at: Vec::new(),
+            decided_stopsign: None,
             next_payload: 0,
             sessions: 0,
             buf: Vec::new(),
@@ -549,6 +552,25 @@ impl Cluster {
             }
             self.checked.insert(pid, decided);
             self.last_decided.insert(pid, decided);
+            // A decided StopSign is the same StopSign at the same index everywhere, right
+            // after the last decided entry, and no entry is ever decided after it.
+            if let Some(ss) = self.node(pid).decided_stopsign().expect("decided_stopsign") {
+                let idx = decided - 1;
+                match &self.decided_stopsign {
+                    Some((i, s)) => assert!(
+                        *i == idx && *s == ss,
+                        "node {pid}: decided StopSign {ss:?} at {idx}, another node {s:?} at {i}"
+                    ),
+                    None => self.decided_stopsign = Some((idx, ss)),
+                }
+            }
+        }
+        if let Some((idx, _)) = &self.decided_stopsign {
+            assert!(
+                self.chosen.len() as u64 <= *idx,
+                "an entry was decided at {} after the StopSign at {idx}",
+                self.chosen.len() - 1
+            );
         }
         // Each payload decided at most once would be exactly-once; forwarding gives
         // at-least-once across leader changes, so duplicates are counted, not forbidden.

@@ -122,6 +122,27 @@ SIGNATURES: List[Tuple[str, Any, List[Any]]] = [
     ("omnipaxos_fail_recovery", c_result, [NodePtr]),
     ("omnipaxos_reconnected", c_result, [NodePtr, c_uint64]),
     ("omnipaxos_trim", c_result, [NodePtr, c_uint64]),
+    (
+        "omnipaxos_reconfigure",
+        c_result,
+        [NodePtr, c_uint32, POINTER(c_uint64), c_size_t, c_char_p, c_size_t],
+    ),
+    ("omnipaxos_is_stopped", c_result, [NodePtr, POINTER(c_bool)]),
+    (
+        "omnipaxos_decided_stopsign",
+        c_result,
+        [
+            NodePtr,
+            POINTER(c_bool),
+            POINTER(c_uint32),
+            POINTER(c_uint64),
+            c_size_t,
+            POINTER(c_size_t),
+            c_void_p,
+            c_size_t,
+            POINTER(c_size_t),
+        ],
+    ),
 ]
 
 # ---------------------------------------------------------------------------------------

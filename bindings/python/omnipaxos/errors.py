@@ -33,6 +33,7 @@ class ResultCode(enum.IntEnum):
     STORAGE_CORRUPTION = 13
     STORAGE_LOCKED = 14
     PANIC = 15
+    NOT_LEADER = 16
 
 
 class OmniPaxosError(Exception):
@@ -122,7 +123,9 @@ class BufferFullError(OmniPaxosError):
 
 
 class StoppedError(OmniPaxosError):
-    """``OMNIPAXOS_ERR_STOPPED``: the configuration was stopped by a StopSign."""
+    """``OMNIPAXOS_ERR_STOPPED``: the configuration is stopped: a StopSign is in the log
+    (see :meth:`~omnipaxos.OmniPaxos.reconfigure`), so no entry and no other StopSign is
+    accepted."""
 
 
 class OutOfRangeError(OmniPaxosError, IndexError):
@@ -148,6 +151,12 @@ class InternalError(OmniPaxosError):
     Please report it with the message."""
 
 
+class NotLeaderError(OmniPaxosError):
+    """``OMNIPAXOS_ERR_NOT_LEADER``: the call must be made at the leader
+    (:meth:`~omnipaxos.OmniPaxos.reconfigure`); the message names the leader when one is
+    known (:attr:`~omnipaxos.OmniPaxos.leader` tells it too)."""
+
+
 #: The exception class raised for each result code.
 ERROR_CLASSES: Dict[ResultCode, Type[OmniPaxosError]] = {
     ResultCode.NULL_PARAMETER: NullParameterError,
@@ -165,6 +174,7 @@ ERROR_CLASSES: Dict[ResultCode, Type[OmniPaxosError]] = {
     ResultCode.STORAGE_CORRUPTION: StorageCorruptionError,
     ResultCode.STORAGE_LOCKED: StorageLockedError,
     ResultCode.PANIC: InternalError,
+    ResultCode.NOT_LEADER: NotLeaderError,
 }
 
 

@@ -9,7 +9,7 @@ import json
 import operator
 import os
 import threading
-from ctypes import byref, c_bool, c_int, c_size_t, c_uint64, c_void_p
+from ctypes import byref, c_bool, c_int, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, Optional, Tuple, Type, TypeVar, Union
 
@@ -27,6 +27,7 @@ __all__ = [
     "Entry",
     "EntryKind",
     "OmniPaxos",
+    "StopSign",
     "version",
     "wire_version",
     "strerror",
@@ -77,6 +78,19 @@ class Entry:
     def decided(self) -> bool:
         """Whether the entry is decided."""
         return self.kind == EntryKind.DECIDED
+
+
+@dataclass(frozen=True)
+class StopSign:
+    """The last entry of a configuration: what the next configuration is (see
+    :meth:`OmniPaxos.reconfigure`)."""
+
+    next_config_id: int
+    """The id of the next configuration (its nodes' ``config_id``)."""
+    nodes: Tuple[int, ...]
+    """The pids of the next configuration's nodes, in the order they were given."""
+    metadata: bytes
+    """Opaque application data given with the proposal."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -421,6 +435,87 @@ class OmniPaxos:
         :class:`~omnipaxos.InvalidArgumentError`."""
         target = _U64_MAX if idx is None else _u64(idx, "idx")
         self._call(self._lib.omnipaxos_trim, target)
+
+    def reconfigure(
+        self, next_config_id: int, nodes: Iterable[int], metadata: BytesLike = b""
+    ) -> None:
+        """Proposes to end this configuration with a StopSign naming the next one: its id
+        ``next_config_id``, its servers ``nodes`` (pids) and opaque ``metadata``.
+
+        Call it at the leader (see :attr:`leader`): elsewhere it raises
+        :class:`~omnipaxos.NotLeaderError` (the StopSign is not forwarded). The StopSign
+        follows every entry appended before the call; from then on :meth:`append` raises
+        :class:`~omnipaxos.StoppedError` here, and at every node once it has the StopSign.
+        Being proposed is not being decided: watch :attr:`is_stopped` /
+        :meth:`decided_stopsign` on any node. If the leader is deposed before a majority
+        accepted it, it can be lost (appends then work again at the new leader): propose
+        it again there. Starting the next configuration's nodes and moving the log or the
+        application state over is the application's job.
+
+        Raises :class:`~omnipaxos.InvalidArgumentError` for no node, pid 0, a pid listed
+        twice, ``next_config_id`` equal to this configuration's id, or a StopSign too large
+        for ``max_message_bytes``; :class:`~omnipaxos.StoppedError` when a StopSign is
+        already in the log; ``TypeError`` for arguments of the wrong type.
+        """
+        if isinstance(next_config_id, bool):
+            raise TypeError("next_config_id must be an int, not bool")
+        config_id = operator.index(next_config_id)
+        if not 0 <= config_id <= 0xFFFF_FFFF:
+            raise InvalidArgumentError(
+                f"next_config_id must be in 0..2**32-1, got {config_id}",
+                ResultCode.INVALID_ARGUMENT,
+            )
+        pids = [_u64(p, "nodes[i]") for p in nodes]
+        raw = _as_bytes(metadata, "metadata")
+        arr = (c_uint64 * len(pids))(*pids)
+        self._call(self._lib.omnipaxos_reconfigure, config_id, arr, len(pids), raw, len(raw))
+
+    @property
+    def is_stopped(self) -> bool:
+        """Whether this configuration is stopped: a StopSign is decided (the last entry of
+        the log). After a crash and :meth:`fail_recovery` it may read ``False`` until the
+        leader tells the node again; :meth:`append` raises
+        :class:`~omnipaxos.StoppedError` meanwhile."""
+        out = c_bool()
+        self._call(self._lib.omnipaxos_is_stopped, byref(out))
+        return bool(out.value)
+
+    def decided_stopsign(self) -> Optional[StopSign]:
+        """The decided StopSign (the next configuration), or ``None`` while none is
+        decided. It sits at log index :attr:`decided_idx` ``- 1``."""
+        lib = self._lib
+        found, config_id = c_bool(), c_uint32()
+        n_nodes, meta_len = c_size_t(), c_size_t()
+        with self._lock:
+            node = self._node()
+            # Ask for the sizes, then copy into buffers that fit (a decided StopSign never
+            # changes, and the node's lock keeps it decided between the two calls).
+            _check(
+                lib,
+                lib.omnipaxos_decided_stopsign(
+                    node, byref(found), byref(config_id), None, 0, byref(n_nodes),
+                    None, 0, byref(meta_len),
+                ),
+            )  # fmt: skip
+            if not found.value:
+                return None
+            pids = (c_uint64 * n_nodes.value)()
+            meta = ctypes.create_string_buffer(meta_len.value)
+            cap_nodes, cap_meta = n_nodes.value, meta_len.value
+            _check(
+                lib,
+                lib.omnipaxos_decided_stopsign(
+                    node, byref(found), byref(config_id), pids, cap_nodes, byref(n_nodes),
+                    meta, cap_meta, byref(meta_len),
+                ),
+            )  # fmt: skip
+            if not found.value or n_nodes.value > cap_nodes or meta_len.value > cap_meta:
+                raise OmniPaxosError("the decided StopSign changed between two calls")
+            return StopSign(
+                next_config_id=config_id.value,
+                nodes=tuple(pids[: n_nodes.value]),
+                metadata=meta.raw[: meta_len.value],
+            )
 
     # -- state --------------------------------------------------------------------------
 
