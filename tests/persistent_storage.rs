@@ -628,6 +628,20 @@ fn large_batches_of_small_entries_in_a_large_segment() {
         .unwrap();
     assert_eq!(out.get(0), Some(&[0x11u8; 16][..]));
     assert_eq!(out.get(1), Some(&[][..]));
+    // Several entries share a message, and a message stays small even when its entries
+    // are empty (their lengths count): walk the segment's messages.
+    let seg = segment_files(d.path(), "log").pop().unwrap();
+    let bytes = fs::read(seg).unwrap();
+    let (mut pos, mut msgs, mut largest) = (2usize, 0u64, 0usize);
+    while pos + 20 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[pos + 8..pos + 12].try_into().unwrap()) as usize;
+        largest = largest.max(size);
+        pos += 20 + size;
+        msgs += 1;
+    }
+    assert_eq!(pos, bytes.len());
+    assert!(msgs < want / 100, "{msgs} messages for {want} entries");
+    assert!(largest <= (64 << 10) + 12, "a message of {largest} bytes");
 }
 
 // ---------------------------------------------------------------------------------------

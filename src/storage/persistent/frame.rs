@@ -60,8 +60,9 @@ unsafe fn crc32c_sse42(data: &[u8]) -> u32 {
 pub(super) const MSG_PREFIX: u64 = 12;
 /// Bytes of one entry's length in a message payload.
 pub(super) const LEN_BYTES: u64 = 4;
-/// Entry bytes after which a message is closed (a message holds entries up to about this
-/// many bytes; an entry larger than this gets a message of its own).
+/// Bytes of entries and their lengths after which a message is closed (a message holds
+/// entries up to about this many bytes; an entry larger than this gets a message of its
+/// own).
 pub(super) const MSG_TARGET: u64 = 64 << 10;
 
 /// The entries of one message payload, checked for consistency (not for the checksum, which

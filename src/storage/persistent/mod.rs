@@ -741,8 +741,12 @@ impl PersistentStorage {
                 continue;
             }
             let limit = space.saturating_sub(bytes);
-            // Grow while the entries stay within MSG_TARGET and the message fits.
-            while j < n && ends[j] - start <= frame::MSG_TARGET && fits(j + 1, limit) {
+            // Grow while the entries and their lengths stay within MSG_TARGET and the
+            // message fits.
+            let within = |j: usize| {
+                ends[j] - start + frame::LEN_BYTES * (j + 1 - i) as u64 <= frame::MSG_TARGET
+            };
+            while j < n && within(j) && fits(j + 1, limit) {
                 j += 1;
             }
             let m = buf.push_message(
