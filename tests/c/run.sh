@@ -2,8 +2,9 @@
 # Tests the C API from C and C++: builds the library (release), compiles tests/c/test_api.c
 # with -std=c11 -Wall -Wextra -Wpedantic -Werror against the shared and the static library,
 # runs both under valgrind (memcheck: errors and definite/indirect leaks fail the run) and
-# once more with AddressSanitizer/UBSan, then builds the C and C++ examples with -Werror
-# (also through pkg-config) and runs them. Exits non-zero on any failure.
+# once more with AddressSanitizer/UBSan, then builds the C and C++ examples (cluster,
+# cluster_cpp, reconfigure) with -Werror, runs them under valgrind, and builds one through
+# pkg-config. Exits non-zero on any failure.
 #
 # Usage: bash tests/c/run.sh      (needs cargo, cc, c++; installs valgrind and pkg-config
 #                                  with apt-get when they are missing)
@@ -60,7 +61,7 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 "$b
 step "examples: make -C examples all static (C with -std=c11 -Wpedantic -Werror, C++17 -Werror)"
 make -s -C examples all static LIBDIR="$lib" CC="$CC" CXX="$CXX"
 ex="$root/target/examples"
-for prog in cluster cluster_cpp cluster_static cluster_cpp_static; do
+for prog in cluster cluster_cpp reconfigure cluster_static cluster_cpp_static reconfigure_static; do
   step "examples: $prog under valgrind"
   "${VALGRIND[@]}" "$ex/$prog"
 done

@@ -25,6 +25,23 @@ def test_in_memory_cluster_example() -> None:
     assert out.stdout.count("decided_idx=5") == 3
 
 
+def test_reconfigure_example() -> None:
+    out = run([str(EXAMPLES / "reconfigure.py")], timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for line in (
+        "reconfigure at a follower -> NotLeaderError",
+        "configuration 1 is stopped on every node",
+        "append at node 1 -> StoppedError",
+        "decided StopSign: StopSign(next_config_id=2, nodes=(2, 3, 4)",
+        "-> WrongConfigurationError",
+        "configuration 2: leader is node",
+        "reconfiguration complete: every check passed",
+    ):
+        assert line in out.stdout, f"missing {line!r} in:\n{out.stdout}{out.stderr}"
+    assert out.stdout.count("(configuration 2) applied 2 entries on its seed: "
+                            "{'x': '5', 'z': '3', 'w': '4'}") == 3
+
+
 def test_kv_store_demo_end_to_end() -> None:
     start = time.monotonic()
     out = run([str(EXAMPLES / "kv_store" / "demo.py")], timeout=90)
