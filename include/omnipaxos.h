@@ -462,7 +462,10 @@ enum omnipaxos_result omnipaxos_read(struct omnipaxos_node *node,
 /**
  * Reads the entries with log indexes `from .. to - 1` (decided or not) into a new list
  * (`*out`; free it with `omnipaxos_entries_free`). Each element's kind says whether it is
- * decided. `from == to` gives an empty list.
+ * decided. `from == to` gives an empty list. With a StopSign in the log, the range may
+ * end one past the last entry (the StopSign's slot, e.g. at the decided index once the
+ * StopSign is decided): the list holds the entries before it (`omnipaxos_read` gives the
+ * StopSign itself).
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`from > to`);
  * `OMNIPAXOS_ERR_OUT_OF_RANGE` (part of the range is past the end of the log, or
@@ -480,7 +483,9 @@ enum omnipaxos_result omnipaxos_read_entries(struct omnipaxos_node *node,
  * Reads the decided entries from log index `from` up to the decided index into a new list
  * (`*out`; free it with `omnipaxos_entries_free`); every element is
  * `OMNIPAXOS_ENTRY_DECIDED`. The list is empty when `from >= decided index`. A typical
- * loop: keep `next`, read the suffix from `next`, apply it, add its count to `next`.
+ * loop: keep `next`, read the suffix from `next`, apply it, add its count to `next`. Once
+ * a StopSign is decided (`omnipaxos_is_stopped`), the last decided index is the
+ * StopSign's, not an entry's: `next` then stays one below the decided index.
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_OUT_OF_RANGE` (`from` is
  * trimmed); `OMNIPAXOS_ERR_STORAGE_*`. On error `*out` is not written. Thread-safe.
@@ -653,6 +658,29 @@ enum omnipaxos_result omnipaxos_decided_stopsign(struct omnipaxos_node *node,
                                                  uint8_t *metadata,
                                                  size_t metadata_cap,
                                                  size_t *metadata_len);
+
+/**
+ * Reads the header of a message without decoding it or handing it to a node: the
+ * configuration it belongs to (`*config_id`, the sender's HOCON `config_id`), its sender
+ * (`*from`) and its receiver (`*to`). Use it to route messages when one server runs the
+ * nodes of two configurations during a reconfiguration (see `omnipaxos_reconfigure`):
+ * give each message to the node whose configuration it names. Only the fixed header (the
+ * first 21 bytes) is read; `omnipaxos_handle_incoming` still checks the whole message.
+ *
+ * `from` and `to` may be NULL when not wanted. Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`
+ * (`config_id` NULL, or `msg` NULL with `len > 0`); `OMNIPAXOS_ERR_MALFORMED_MESSAGE`
+ * (shorter than the header); `OMNIPAXOS_ERR_UNSUPPORTED_VERSION` (another wire-format
+ * version). On error nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `msg` is NULL or points to `len` readable bytes; `config_id`, `from` and `to` are NULL
+ * or valid for a write.
+ */
+enum omnipaxos_result omnipaxos_message_header(const uint8_t *msg,
+                                               size_t len,
+                                               uint32_t *config_id,
+                                               uint64_t *from,
+                                               uint64_t *to);
 
 /**
  * The number of entries in the list; 0 for NULL. Never fails.

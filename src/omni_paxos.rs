@@ -332,7 +332,9 @@ impl OmniPaxos {
     }
 
     /// Appends entries `from..to` of the log (decided or not) to `out`. Fails with
-    /// `OutOfRange` when part of the range is trimmed or past the end of the log.
+    /// `OutOfRange` when part of the range is trimmed or past the end of the log. With a
+    /// StopSign in the log, the range may include its slot (the one after the last entry,
+    /// e.g. up to the decided index once it is decided): the entries before it are read.
     pub fn read_entries(&mut self, from: u64, to: u64, out: &mut Entries) -> Result<()> {
         if from > to {
             return Err(Error::InvalidArgument(format!(
@@ -340,14 +342,17 @@ impl OmniPaxos {
             )));
         }
         self.sp.commit()?;
-        let (lo, hi) = (self.sp.compacted_idx(), self.sp.log_len());
+        let (lo, len) = (self.sp.compacted_idx(), self.sp.log_len());
+        // A StopSign takes the slot after the last entry: a range may end after it (e.g.
+        // at the decided index), and the read stops before it.
+        let hi = len + u64::from(self.sp.stopsign().is_some());
         if from < lo || to > hi {
             return Err(Error::OutOfRange {
                 idx: if from < lo { from } else { to },
-                detail: format!("the log holds entries {lo}..{hi}"),
+                detail: format!("the log holds entries {lo}..{len}"),
             });
         }
-        self.sp.read_entries(from, to, out)
+        self.sp.read_entries(from.min(len), to.min(len), out)
     }
 
     /// Appends the decided entries from `from` to the decided index to `out` and returns

@@ -87,18 +87,8 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<(u32, Message), DecodeErro
             max: max_len,
         });
     }
-    let Some(&version) = bytes.first() else {
-        return Err(DecodeError::Malformed("empty message".into()));
-    };
-    if version != WIRE_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
-    }
-    let Some((header, body_bytes)) = split_header(bytes) else {
-        return Err(DecodeError::Malformed(format!(
-            "{} bytes is shorter than the {HEADER_LEN}-byte header",
-            bytes.len()
-        )));
-    };
+    let header = peek_header(bytes)?;
+    let body_bytes = &bytes[HEADER_LEN..];
     let (body, used): (Body, usize) =
         bincode::serde::decode_from_slice(body_bytes, bincode_config())
             .map_err(|e| DecodeError::Malformed(format!("invalid message body: {e}")))?;
@@ -118,10 +108,36 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<(u32, Message), DecodeErro
     ))
 }
 
-struct Header {
-    config_id: u32,
-    from: u64,
-    to: u64,
+/// The fixed header of an encoded message: which configuration it belongs to, its sender
+/// and its receiver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// The sender's `config_id`.
+    pub config_id: u32,
+    /// The sender's pid.
+    pub from: u64,
+    /// The receiver's pid.
+    pub to: u64,
+}
+
+/// Reads the fixed header of an encoded message without decoding its body: to route
+/// messages between the nodes of two configurations during a reconfiguration, or to
+/// check a receiver. Fails on an empty or short message ([`DecodeError::Malformed`]) and on
+/// another wire-format version ([`DecodeError::UnsupportedVersion`]); the body is not
+/// looked at (`decode` checks it).
+pub fn peek_header(bytes: &[u8]) -> Result<Header, DecodeError> {
+    let Some(&version) = bytes.first() else {
+        return Err(DecodeError::Malformed("empty message".into()));
+    };
+    if version != WIRE_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
+    }
+    split_header(bytes).map(|(h, _)| h).ok_or_else(|| {
+        DecodeError::Malformed(format!(
+            "{} bytes is shorter than the {HEADER_LEN}-byte header",
+            bytes.len()
+        ))
+    })
 }
 
 /// Splits off and parses the fixed header (the version byte is checked by the caller).
@@ -320,6 +336,36 @@ mod tests {
             // Exactly as long as its own encoding: decode accepts `max_len == len`.
             assert!(decode(&bytes, bytes.len()).is_ok());
         }
+    }
+
+    #[test]
+    fn the_header_is_read_without_the_body() {
+        let m = Message {
+            from: 7,
+            to: 9,
+            body: Body::Ble(BleMessage::HeartbeatRequest { round: 3 }),
+        };
+        let bytes = enc(42, &m);
+        let want = Header {
+            config_id: 42,
+            from: 7,
+            to: 9,
+        };
+        assert_eq!(peek_header(&bytes), Ok(want));
+        // The body is not looked at: a damaged one still has a readable header.
+        assert_eq!(peek_header(&bytes[..HEADER_LEN]), Ok(want));
+        for cut in 0..HEADER_LEN {
+            assert!(matches!(
+                peek_header(&bytes[..cut]),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
+        let mut other = bytes.clone();
+        other[0] = WIRE_VERSION + 1;
+        assert_eq!(
+            peek_header(&other),
+            Err(DecodeError::UnsupportedVersion(WIRE_VERSION + 1))
+        );
     }
 
     #[test]

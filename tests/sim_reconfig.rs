@@ -66,6 +66,23 @@ fn assert_stopped_at(c: &mut Cluster, want: &StopSign, idx: u64) {
                 "node {p}: the entry before the StopSign is decided"
             );
         }
+        // Range reads may end at the decided index (the StopSign's slot) and stop before
+        // it; one slot further is out of range.
+        let c0 = node.compacted_idx();
+        let mut e = omnipaxos::Entries::new();
+        node.read_entries(c0, idx + 1, &mut e).unwrap();
+        assert_eq!(
+            e.len() as u64,
+            idx - c0,
+            "node {p}: read_entries up to the StopSign"
+        );
+        let mut e = omnipaxos::Entries::new();
+        node.read_decided_suffix(c0, &mut e).unwrap();
+        assert_eq!(e.len() as u64, idx - c0, "node {p}: read_decided_suffix");
+        assert!(matches!(
+            node.read_entries(c0, idx + 2, &mut omnipaxos::Entries::new()),
+            Err(Error::OutOfRange { .. })
+        ));
     }
     assert_eq!(c.decided_stopsign.as_ref(), Some(&(idx, want.clone())));
     assert_eq!(

@@ -17,7 +17,7 @@
 //!
 //! The modules: [`boundary`] (panic guard, pointer checks, last-error slot, error codes),
 //! [`info`] (versions and error text), [`node`] (the node and the protocol calls),
-//! [`entries`] (entry lists).
+//! [`message`] (a message's header, without a node), [`entries`] (entry lists).
 #![warn(unsafe_op_in_unsafe_fn)]
 // The C names are the Rust names: `omnipaxos_node`, `OMNIPAXOS_OK`.
 #![allow(non_camel_case_types)]
@@ -28,6 +28,8 @@ pub mod boundary;
 pub mod info;
 // The node.
 pub mod node;
+// A message's header.
+pub mod message;
 // Entry lists.
 pub mod entries;
 

@@ -665,7 +665,10 @@ pub unsafe extern "C" fn omnipaxos_read(
 
 /// Reads the entries with log indexes `from .. to - 1` (decided or not) into a new list
 /// (`*out`; free it with `omnipaxos_entries_free`). Each element's kind says whether it is
-/// decided. `from == to` gives an empty list.
+/// decided. `from == to` gives an empty list. With a StopSign in the log, the range may
+/// end one past the last entry (the StopSign's slot, e.g. at the decided index once the
+/// StopSign is decided): the list holds the entries before it (`omnipaxos_read` gives the
+/// StopSign itself).
 ///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`from > to`);
 /// `OMNIPAXOS_ERR_OUT_OF_RANGE` (part of the range is past the end of the log, or
@@ -707,7 +710,9 @@ pub unsafe extern "C" fn omnipaxos_read_entries(
 /// Reads the decided entries from log index `from` up to the decided index into a new list
 /// (`*out`; free it with `omnipaxos_entries_free`); every element is
 /// `OMNIPAXOS_ENTRY_DECIDED`. The list is empty when `from >= decided index`. A typical
-/// loop: keep `next`, read the suffix from `next`, apply it, add its count to `next`.
+/// loop: keep `next`, read the suffix from `next`, apply it, add its count to `next`. Once
+/// a StopSign is decided (`omnipaxos_is_stopped`), the last decided index is the
+/// StopSign's, not an entry's: `next` then stays one below the decided index.
 ///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_OUT_OF_RANGE` (`from` is
 /// trimmed); `OMNIPAXOS_ERR_STORAGE_*`. On error `*out` is not written. Thread-safe.

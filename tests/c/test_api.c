@@ -647,6 +647,24 @@ static void test_bad_messages(void) {
     REQUIRE(other_len > 21);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len),
              OMNIPAXOS_ERR_WRONG_CONFIGURATION);
+    /* Its header tells which configuration it belongs to, without a node. */
+    uint32_t cid = 0;
+    uint64_t from = 0, to = 0;
+    CHECK_RC(omnipaxos_message_header(other_msg, other_len, &cid, &from, &to), OMNIPAXOS_OK);
+    CHECK(cid == 2 && from == 2 && to == 1);
+    cid = 0;
+    CHECK_RC(omnipaxos_message_header(msg, len, &cid, NULL, NULL), OMNIPAXOS_OK);
+    CHECK(cid == 1);
+    CHECK_RC(omnipaxos_message_header(msg, 21, &cid, NULL, &to), OMNIPAXOS_OK); /* header only */
+    cid = 77;
+    CHECK_RC(omnipaxos_message_header(msg, 20, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
+    CHECK(cid == 77);
+    CHECK_RC(omnipaxos_message_header(NULL, 0, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
+    CHECK_RC(omnipaxos_message_header(NULL, 5, &cid, NULL, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_message_header(msg, len, NULL, NULL, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
+    memcpy(bad, msg, len);
+    bad[0] = 0xEE;
+    CHECK_RC(omnipaxos_message_header(bad, len, &cid, NULL, NULL), OMNIPAXOS_ERR_UNSUPPORTED_VERSION);
     omnipaxos_node_free(other);
     /* From a pid that is not a peer. */
     omnipaxos_node *stranger = node_new(1, 9, "[1, 2, 3]", NULL);

@@ -77,6 +77,11 @@ SIGNATURES: List[Tuple[str, Any, List[Any]]] = [
     ("omnipaxos_version", c_char_p, []),
     ("omnipaxos_wire_version", c_uint32, []),
     ("omnipaxos_strerror", c_char_p, [c_result]),
+    (
+        "omnipaxos_message_header",
+        c_result,
+        [c_char_p, c_size_t, POINTER(c_uint32), POINTER(c_uint64), POINTER(c_uint64)],
+    ),
     ("omnipaxos_last_error", c_size_t, [c_char_p, c_size_t]),
     ("omnipaxos_node_from_hocon_file", c_result, [c_char_p, POINTER(NodePtr)]),
     ("omnipaxos_node_from_hocon_str", c_result, [c_char_p, c_size_t, POINTER(NodePtr)]),

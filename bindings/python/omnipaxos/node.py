@@ -31,6 +31,8 @@ __all__ = [
     "version",
     "wire_version",
     "strerror",
+    "MessageHeader",
+    "message_header",
     "library_path",
 ]
 
@@ -180,6 +182,40 @@ def wire_version() -> int:
 def strerror(code: int) -> str:
     """The library's generic text for a result code ("unknown error code" for others)."""
     return _text(_ffi.lib().omnipaxos_strerror(int(code)))
+
+
+@dataclass(frozen=True)
+class MessageHeader:
+    """The header of an encoded message (see :func:`message_header`)."""
+
+    config_id: int
+    """The configuration the message belongs to (its sender's ``config_id``)."""
+    sender: int
+    """The sender's pid."""
+    receiver: int
+    """The receiver's pid."""
+
+
+def message_header(data: BytesLike) -> MessageHeader:
+    """Reads the header of a message (bytes from :meth:`OmniPaxos.outgoing`) without a
+    node: which configuration it belongs to, its sender and its receiver. Use it to route
+    messages when one process runs the nodes of two configurations during a
+    reconfiguration. Only the fixed header is read; :meth:`OmniPaxos.handle_incoming`
+    still checks the whole message.
+
+    Raises :class:`~omnipaxos.MalformedMessageError` for bytes shorter than the header,
+    :class:`~omnipaxos.UnsupportedVersionError` for another wire-format version, and
+    ``TypeError`` for data that is not bytes-like."""
+    raw = _as_bytes(data, "data")
+    lib = _ffi.lib()
+    config_id, sender, receiver = c_uint32(), c_uint64(), c_uint64()
+    _check(
+        lib,
+        lib.omnipaxos_message_header(
+            raw, len(raw), byref(config_id), byref(sender), byref(receiver)
+        ),
+    )
+    return MessageHeader(int(config_id.value), int(sender.value), int(receiver.value))
 
 
 def library_path() -> str:

@@ -118,3 +118,23 @@ def test_stopsign_is_a_frozen_value() -> None:
     with pytest.raises(AttributeError):
         s.next_config_id = 3  # type: ignore[misc]
     assert s == StopSign(2, (1,), b"m") and hash(s) == hash(StopSign(2, (1,), b"m"))
+
+
+def test_message_header_names_the_configuration(cluster: LocalCluster) -> None:
+    node = cluster[1]
+    for _ in range(50):
+        node.tick()
+        out = node.outgoing()
+        if out:
+            break
+    assert out, "node 1 sent nothing"
+    receiver, data = out[0]
+    h = omnipaxos.message_header(data)
+    assert h == omnipaxos.MessageHeader(config_id=1, sender=1, receiver=receiver)
+    assert omnipaxos.message_header(bytearray(data[:21])).config_id == 1  # header only
+    with pytest.raises(omnipaxos.MalformedMessageError):
+        omnipaxos.message_header(data[:20])
+    with pytest.raises(omnipaxos.UnsupportedVersionError):
+        omnipaxos.message_header(b"\xee" + data[1:])
+    with pytest.raises(TypeError):
+        omnipaxos.message_header("text")  # type: ignore[arg-type]
