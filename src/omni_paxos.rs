@@ -413,9 +413,9 @@ impl OmniPaxos {
     }
 
     /// Trims the log up to `idx` (if `None`, as far as possible) on every server. Only the
-    /// leader can trim, and only entries that are decided and accepted by every server,
-    /// with the decided index on disk there (it is written lazily, within one resend
-    /// period).
+    /// leader can trim ([`Error::NotLeader`] elsewhere), and only entries that are decided
+    /// and accepted by every server, with the decided index on disk there (it is written
+    /// lazily, within one resend period); beyond that, [`Error::InvalidArgument`].
     pub fn trim(&mut self, idx: Option<u64>) -> Result<()> {
         self.sp.commit()?;
         self.sp.trim(idx)

@@ -865,8 +865,10 @@ pub unsafe extern "C" fn omnipaxos_reconnected(
 /// has on disk can be trimmed (a node writes its decided index lazily, within one resend
 /// period, so entries decided just now become trimmable a little later).
 ///
-/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (not the leader,
-/// or beyond what can be trimmed yet); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
+/// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_NOT_LEADER` (call it at the
+/// leader: the last-error message names it when known); `OMNIPAXOS_ERR_INVALID_ARGUMENT`
+/// (beyond what can be trimmed yet, or a leader still being elected);
+/// `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
 ///
 /// # Safety
 /// `node` is NULL or a live node.

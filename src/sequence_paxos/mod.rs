@@ -804,17 +804,18 @@ impl SequencePaxos {
     /// Trims the log up to `idx` everywhere (leader only; every server must have accepted
     /// it in this round and it must be decided).
     pub fn trim(&mut self, idx: Option<u64>) -> Result<()> {
-        if self.role != Role::Leader || self.phase != Phase::Accept {
-            let leader = self.leader.pid;
-            return Err(Error::InvalidArgument(format!(
-                "trim must be called at the leader (this node is {}, the leader is {})",
-                self.pid,
-                if leader == 0 {
-                    "unknown".to_string()
-                } else {
-                    leader.to_string()
-                }
-            )));
+        if self.role != Role::Leader {
+            // As for a reconfiguration: the caller is told where to call it.
+            return Err(Error::NotLeader {
+                leader: (self.leader.pid != 0).then_some(self.leader.pid),
+            });
+        }
+        if self.phase != Phase::Accept {
+            return Err(Error::InvalidArgument(
+                "this leader is still being elected (collecting promises); trim once it \
+                 accepts entries"
+                    .to_string(),
+            ));
         }
         // A StopSign is not an entry of the log: it is never trimmed.
         let mut min_all = self

@@ -833,6 +833,7 @@ static void test_cluster(void) {
     CHECK_RC(omnipaxos_read_decided_suffix(fn, 0, &e), OMNIPAXOS_ERR_OUT_OF_RANGE);
     CHECK(e == NULL);
     CHECK_RC(omnipaxos_trim(ln, dec + 1000000), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+    CHECK_RC(omnipaxos_trim(fn, UINT64_MAX), OMNIPAXOS_ERR_NOT_LEADER); /* only the leader */
     cluster_free(&c);
 }
 

@@ -467,8 +467,8 @@ class OmniPaxos:
         """Trims (compacts) the log up to ``idx`` on every server; ``None`` trims as far as
         possible (everything decided and accepted by every server, whose decided index is
         on disk there: written lazily, within one resend period). Only the leader can
-        trim: elsewhere, and beyond what can be trimmed, it raises
-        :class:`~omnipaxos.InvalidArgumentError`."""
+        trim: elsewhere it raises :class:`~omnipaxos.NotLeaderError`, and beyond what can
+        be trimmed :class:`~omnipaxos.InvalidArgumentError`."""
         target = _U64_MAX if idx is None else _u64(idx, "idx")
         self._call(self._lib.omnipaxos_trim, target)
 

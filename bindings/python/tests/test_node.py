@@ -157,8 +157,9 @@ def test_trim(elected: LocalCluster) -> None:
         assert e is not None and e.kind == EntryKind.TRIMMED and e.data == b""
         assert node.decided_idx == 20
     follower = next(p for p in elected.pids if p != leader)
-    with pytest.raises(omnipaxos.InvalidArgumentError):
+    with pytest.raises(omnipaxos.NotLeaderError) as info:
         elected[follower].trim()  # only the leader trims
+    assert f"server {leader}" in info.value.message
     elected[leader].trim()  # everything decided everywhere
     elected.step(3)
     for node in elected.nodes.values():
