@@ -100,7 +100,7 @@
 //! sees the directory, the log length is found (the redo file's `keep`, or the record's `L`
 //! extended by `segments::valid_end`) and `segments::repair` brings the directory to exactly
 //! that length: it removes indexes without a segment and segments wholly after the length
-//! or wholly trimmed; checks every closed segment against its index (each entry's offset
+//! or wholly trimmed; checks every closed segment against its index (each index entry's offset
 //! and position, the first and last message's entries, and the last message ending at the
 //! end of the file), rebuilding the index from the segment when they disagree; reads the
 //! last segment message by message (offset, crc32c and entries of each) up to the length,
