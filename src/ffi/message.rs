@@ -30,9 +30,14 @@ pub unsafe extern "C" fn omnipaxos_message_header(
         // SAFETY: forwarded contract.
         let (bytes, config_id, from, to) = unsafe {
             (
-                try_slice(msg, len, "msg", usize::MAX, |n| {
-                    Failure::invalid(format!("a message of {n} bytes cannot be read"))
-                })?,
+                // Only the header is read: a wrong `len` past it is never touched.
+                try_slice(
+                    msg,
+                    len.min(wire::HEADER_LEN),
+                    "msg",
+                    wire::HEADER_LEN,
+                    |_| Failure::invalid("unreachable: the length is capped at the header"),
+                )?,
                 try_out(config_id, "config_id")?,
                 try_out_opt(from),
                 try_out_opt(to),
