@@ -563,7 +563,7 @@ impl PersistentStorage {
                 log.next_offset(),
             )));
         }
-        let last = self.bases.last().copied().unwrap_or(0);
+        let last = self.active_base();
         let p = segment_path(&self.log_dir, last);
         let f = fs::OpenOptions::new()
             .read(true)
@@ -594,7 +594,7 @@ impl PersistentStorage {
     /// new one at `disk_len`. commitlog could roll by itself, but it would create the new
     /// index sparse and write it through a memory map: on a full disk, a SIGBUS.
     fn roll(&mut self) -> Result<(), StorageError> {
-        let old = self.bases.last().copied().unwrap_or(0);
+        let old = self.active_base();
         let base = self.disk_len;
         if base <= old {
             return Err(StorageError::new(
@@ -620,7 +620,7 @@ impl PersistentStorage {
         }
         let cap = (self.segment_bytes as u64 - 2) / frame::message_bytes(1, 0) + 1;
         let want = msgs.max(self.index_alloc * 2).max(1024).min(cap.max(msgs)) + 1;
-        let last = self.bases.last().copied().unwrap_or(0);
+        let last = self.active_base();
         let idx = self.active_index.as_ref().ok_or_else(|| {
             StorageError::new(StorageErrorKind::Io, "the active index is not open")
         })?;
@@ -859,7 +859,7 @@ impl PersistentStorage {
             let active = self.active.as_ref().ok_or_else(|| {
                 StorageError::new(StorageErrorKind::Io, "the active segment is not open")
             })?;
-            let last = self.bases.last().copied().unwrap_or(0);
+            let last = self.active_base();
             fsutil::fdatasync(active, &segment_path(&self.log_dir, last))?;
         }
         if self.created_unsynced {
