@@ -654,32 +654,42 @@ impl PersistentStorage {
         if self.log.is_some() && target == self.disk_len {
             return Ok(());
         }
-        let active_base = self.active_base();
-        // commitlog truncates safely only inside the active segment and when it keeps at
-        // least one message of it: truncating into a closed segment makes that segment's
-        // read-only index active (the next append panics). `target` is always where a
-        // message starts (an overwrite is first aligned, see `align_keep`).
-        if active_base < target && target < self.disk_len && self.log.is_some() {
-            if let Ok((off, first)) = self.locate(target) {
-                let keep_msgs = off - active_base;
-                if first == target && keep_msgs > 0 {
-                    if let (Some(log), Some(active)) = (self.log.as_mut(), self.active.as_ref()) {
-                        let r = catch_unwind(AssertUnwindSafe(|| log.truncate(off - 1)));
-                        if matches!(r, Ok(Ok(()))) && log.next_offset() == off {
-                            if let Ok(m) = active.metadata() {
-                                self.write_pos = m.len();
-                                self.disk_len = target;
-                                self.active_msgs = keep_msgs;
-                                self.log_unsynced = true;
-                                self.read_hint.set((u64::MAX, 0));
-                                return Ok(());
-                            }
-                        }
-                    }
-                }
-            }
+        if self.active_base() < target && target < self.disk_len && self.truncate_active(target) {
+            return Ok(());
         }
         self.rebuild_log(target)
+    }
+
+    /// Cuts the log to `target` entries with commitlog's truncation, inside the active
+    /// segment; `false` when that cannot be done (the caller rebuilds the directory).
+    /// commitlog truncates safely only inside the active segment and when it keeps at least
+    /// one message of it: truncating into a closed segment makes that segment's read-only
+    /// index active (the next append panics). `target` is always where a message starts
+    /// (an overwrite is first aligned, see `align_keep`).
+    fn truncate_active(&mut self, target: u64) -> bool {
+        let Ok((off, first)) = self.locate(target) else {
+            return false;
+        };
+        let keep_msgs = off - self.active_base();
+        if first != target || keep_msgs == 0 {
+            return false;
+        }
+        let (Some(log), Some(active)) = (self.log.as_mut(), self.active.as_ref()) else {
+            return false;
+        };
+        let r = catch_unwind(AssertUnwindSafe(|| log.truncate(off - 1)));
+        if !matches!(r, Ok(Ok(()))) || log.next_offset() != off {
+            return false;
+        }
+        let Ok(m) = active.metadata() else {
+            return false;
+        };
+        self.write_pos = m.len();
+        self.disk_len = target;
+        self.active_msgs = keep_msgs;
+        self.log_unsynced = true;
+        self.read_hint.set((u64::MAX, 0));
+        true
     }
 
     /// How many entries one append can add to the active index. commitlog 0.2 writes the
