@@ -61,23 +61,53 @@ pub enum Body {
     Paxos(PaxosMessage),
 }
 
+/// Whether a server is quorum-connected, as its heartbeats report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuorumState {
+    /// The server has run for less than one election timeout and has not heard from a
+    /// majority yet: it cannot tell.
+    #[default]
+    Unknown,
+    /// A majority (the server included) answered its heartbeats within the last election
+    /// timeout.
+    Connected,
+    /// It has run for an election timeout and a majority did not answer.
+    Disconnected,
+}
+
+/// What every heartbeat says about its sender. It never names the sender's leader.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BleStatus {
+    /// The sender's own ballot.
+    pub ballot: Ballot,
+    /// Whether the sender is quorum-connected.
+    pub quorum: QuorumState,
+    /// The sender sees a live leader (or leads with a quorum).
+    pub content: bool,
+    /// The sender considers itself the leader.
+    pub leads: bool,
+    /// Identifies the sender's current run (it differs after a restart).
+    pub incarnation: u64,
+    /// The sender's clock in ticks: orders the statuses of one incarnation.
+    pub clock: u64,
+}
+
 /// Ballot Leader Election messages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BleMessage {
-    /// "Are you there?" for heartbeat round `round`.
+    /// "Are you there?", stamped with the sender's clock, and the sender's status.
     HeartbeatRequest {
-        /// The sender's heartbeat round.
-        round: u32,
+        /// The sender's clock when it sent the request; echoed by the reply.
+        round: u64,
+        /// The sender's status.
+        status: BleStatus,
     },
-    /// The answer: the replier's own ballot and whether it is quorum-connected. The leader's
-    /// identity is never part of it.
+    /// The answer: the echoed stamp and the replier's status.
     HeartbeatReply {
-        /// The round being answered.
-        round: u32,
-        /// The replier's own ballot.
-        ballot: Ballot,
-        /// Whether the replier heard from a majority in its last round.
-        quorum_connected: bool,
+        /// The stamp of the request being answered.
+        round: u64,
+        /// The replier's status.
+        status: BleStatus,
     },
 }
 
@@ -193,5 +223,14 @@ pub enum PaxosMessage {
         n: Ballot,
         /// Entries below this index are removed.
         trimmed_idx: u64,
+    },
+    /// A follower refuses the Prepare of `n`: it has promised the higher ballot `promised`,
+    /// and the election tells it that the owner of `promised` is gone. The leader of `n`
+    /// raises its ballot above `promised` (it is never followed because of this message).
+    PrepareRefused {
+        /// The refused ballot.
+        n: Ballot,
+        /// The higher ballot the follower promised.
+        promised: Ballot,
     },
 }

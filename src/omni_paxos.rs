@@ -54,7 +54,8 @@ impl OmniPaxos {
             config.pid,
             config.peers.clone(),
             config.leader_priority,
-            config.election_tick_timeout + config.resend_tick_timeout,
+            config.election_tick_timeout,
+            session,
         );
         let sp = SequencePaxos::new(config.pid, config.peers.clone(), limits, storage, session);
         Ok(OmniPaxos {
@@ -186,10 +187,11 @@ impl OmniPaxos {
         if !self.config.peers.contains(&msg.from) {
             return Err(Error::UnknownSender(msg.from));
         }
-        self.ble.heard_from(msg.from);
         match msg.body {
             Body::Ble(b) => {
-                self.ble.handle(msg.from, b);
+                if let Some(l) = self.ble.handle(msg.from, b, self.sp.promise()) {
+                    self.on_leader(l);
+                }
                 Ok(())
             }
             Body::Paxos(p) => self.sp.handle(msg.from, p),
@@ -251,32 +253,57 @@ impl OmniPaxos {
         r
     }
 
-    /// Advances time by one tick: a heartbeat round every `election_tick_timeout` ticks,
-    /// re-sending of unanswered messages every `resend_tick_timeout` ticks.
+    /// Advances time by one tick: heartbeat requests every quarter of
+    /// `election_tick_timeout`, the election's rules on every tick (see
+    /// [`crate::ballot_leader_election`]), re-sending of unanswered messages every
+    /// `resend_tick_timeout` ticks.
     pub fn tick(&mut self) -> Result<()> {
-        if !self.ble.started() {
-            // The first tick starts heartbeat round 1 at once.
-            self.ble.hb_timeout(self.sp.promise());
-        }
         self.ticks += 1;
-        self.ble.tick();
-        if self.ticks % self.config.election_tick_timeout == 0 {
-            self.election_timeout()?;
+        if let Some(b) = self.ble.tick(self.sp.promise()) {
+            self.on_leader(b);
+        } else if self.ticks % self.config.election_tick_timeout == 0 {
+            // Once per election timeout, the replication layer is told the leader again:
+            // this repairs any disagreement between the two (a lost Prepare, say).
+            self.repair_leader();
         }
+        self.sp.set_promise_owner_gone(self.ble.leader_gone());
+        self.raise_ballot_if_refused();
         if self.ticks % self.config.resend_tick_timeout == 0 {
-            self.ble.resend();
             self.sp.resend()?;
             self.sp.sync_decided_soon();
         }
         Ok(())
     }
 
-    /// Ends the current heartbeat round now (the seed's `election_timeout`).
+    /// Sends a heartbeat request to every peer now and applies the election's rules again,
+    /// without advancing time (the seed's `election_timeout`; for callers that keep time
+    /// themselves).
     pub fn election_timeout(&mut self) -> Result<()> {
-        if let Some(b) = self.ble.hb_timeout(self.sp.promise()) {
+        if let Some(b) = self.ble.probe_now(self.sp.promise()) {
             self.on_leader(b);
+        } else {
+            self.repair_leader();
         }
         Ok(())
+    }
+
+    fn repair_leader(&mut self) {
+        if let Some(b) = self.ble.leader() {
+            self.on_leader(b);
+        }
+    }
+
+    /// A leader whose Prepare a follower refused (it promised a higher ballot, whose owner
+    /// may be gone) raises its ballot above it, so that every server can follow it again.
+    fn raise_ballot_if_refused(&mut self) {
+        let Some(refused) = self.sp.take_refusal() else {
+            return;
+        };
+        if self.ble.leader() == Some(self.ble.current_ballot()) && self.ble.is_quorum_connected()
+        {
+            let nb = self.ble.take_over_above(refused);
+            self.on_leader(nb);
+        }
     }
 
     fn on_leader(&mut self, b: Ballot) {
@@ -400,6 +427,7 @@ impl OmniPaxos {
     pub fn fail_recovery(&mut self) -> Result<()> {
         self.sp.fail_recovery();
         self.ble.reset_leader();
+        let _ = self.sp.take_refusal();
         Ok(())
     }
 

@@ -180,7 +180,8 @@ fn body_size_hint(body: &Body) -> usize {
             | PaxosMessage::Accepted { .. }
             | PaxosMessage::Decide { .. }
             | PaxosMessage::ForwardAck { .. }
-            | PaxosMessage::Trim { .. } => FIXED,
+            | PaxosMessage::Trim { .. }
+            | PaxosMessage::PrepareRefused { .. } => FIXED,
         },
     }
 }
@@ -189,7 +190,7 @@ fn body_size_hint(body: &Body) -> usize {
 mod tests {
     use super::*;
     use crate::entries::Entries;
-    use crate::messages::{Ballot, StopSign};
+    use crate::messages::{Ballot, BleStatus, QuorumState, StopSign};
 
     fn entries(n: usize, size: usize) -> Entries {
         let mut e = Entries::new();
@@ -217,17 +218,35 @@ mod tests {
         mixed.push(&[0xff; 300]);
         mixed.push(b"");
         vec![
-            Body::Ble(BleMessage::HeartbeatRequest { round: 0 }),
-            Body::Ble(BleMessage::HeartbeatRequest { round: u32::MAX }),
+            Body::Ble(BleMessage::HeartbeatRequest {
+                round: 0,
+                status: BleStatus::default(),
+            }),
+            Body::Ble(BleMessage::HeartbeatRequest {
+                round: u64::MAX,
+                status: BleStatus {
+                    ballot: big,
+                    quorum: QuorumState::Disconnected,
+                    content: true,
+                    leads: true,
+                    incarnation: u64::MAX,
+                    clock: u64::MAX,
+                },
+            }),
             Body::Ble(BleMessage::HeartbeatReply {
                 round: 17,
-                ballot: b,
-                quorum_connected: true,
+                status: BleStatus {
+                    ballot: b,
+                    quorum: QuorumState::Connected,
+                    content: true,
+                    leads: false,
+                    incarnation: 3,
+                    clock: 17,
+                },
             }),
             Body::Ble(BleMessage::HeartbeatReply {
                 round: 0,
-                ballot: Ballot::default(),
-                quorum_connected: false,
+                status: BleStatus::default(),
             }),
             Body::Paxos(PaxosMessage::PrepareReq { n: big }),
             Body::Paxos(PaxosMessage::Prepare {
@@ -302,6 +321,10 @@ mod tests {
                 n: b,
                 trimmed_idx: 8,
             }),
+            Body::Paxos(PaxosMessage::PrepareRefused {
+                n: b,
+                promised: big,
+            }),
         ]
     }
 
@@ -343,7 +366,10 @@ mod tests {
         let m = Message {
             from: 7,
             to: 9,
-            body: Body::Ble(BleMessage::HeartbeatRequest { round: 3 }),
+            body: Body::Ble(BleMessage::HeartbeatRequest {
+                round: 3,
+                status: BleStatus::default(),
+            }),
         };
         let bytes = enc(42, &m);
         let want = Header {
@@ -385,7 +411,10 @@ mod tests {
         let m = Message {
             from: 0x0102_0304_0506_0708,
             to: 0x1112_1314_1516_1718,
-            body: Body::Ble(BleMessage::HeartbeatRequest { round: 5 }),
+            body: Body::Ble(BleMessage::HeartbeatRequest {
+                round: 5,
+                status: BleStatus::default(),
+            }),
         };
         let bytes = enc(0xA1B2_C3D4, &m);
         assert_eq!(bytes[0], WIRE_VERSION);
@@ -394,8 +423,10 @@ mod tests {
         assert_eq!(&bytes[1..5], &0xA1B2_C3D4u32.to_le_bytes());
         assert_eq!(&bytes[5..13], &0x0102_0304_0506_0708u64.to_le_bytes());
         assert_eq!(&bytes[13..21], &0x1112_1314_1516_1718u64.to_le_bytes());
-        // Body: variant Ble (0), variant HeartbeatRequest (0), round 5 as a one-byte varint.
-        assert_eq!(&bytes[21..], &[0, 0, 5]);
+        // Body: variant Ble (0), variant HeartbeatRequest (0), round 5 as a one-byte
+        // varint, then the default status: ballot (0, 0, 0), Unknown (0), two false bools,
+        // incarnation 0 and clock 0.
+        assert_eq!(&bytes[21..], &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -490,16 +521,19 @@ mod tests {
         b[HEADER_LEN + 1] = 2; // BleMessage has two variants.
         assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
         let mut p = enc(1, &msg(all_bodies().remove(4)));
-        p[HEADER_LEN + 1] = 11; // PaxosMessage has eleven variants.
+        p[HEADER_LEN + 1] = 12; // PaxosMessage has twelve variants.
         assert!(matches!(decode(&p, MAX), Err(DecodeError::Malformed(_))));
     }
 
     #[test]
     fn invalid_bool_and_option_tags_are_malformed() {
         let reply = enc(1, &msg(all_bodies().remove(2)));
-        // HeartbeatReply { round, ballot{n, priority, pid}, quorum_connected }: last byte is the bool.
+        // HeartbeatReply { round, status { ballot{n, priority, pid}, quorum, content, leads,
+        // incarnation, clock } }: `leads` is the third byte from the end (two one-byte
+        // varints follow it).
         let mut b = reply.clone();
-        *b.last_mut().unwrap() = 2;
+        let at = b.len() - 3;
+        b[at] = 2;
         assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
         // AcceptSync with `stopsign: None`: the last byte is the Option tag 0.
         let sync = enc(1, &msg(all_bodies().remove(8)));

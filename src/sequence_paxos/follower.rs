@@ -14,7 +14,14 @@ impl SequencePaxos {
         leader_n_accepted: Ballot,
         leader_accepted_idx: u64,
     ) -> Result<()> {
-        if n < self.promise || n.pid != from || (n == self.promise && self.role == Role::Leader) {
+        if n.pid != from || (n == self.promise && self.role == Role::Leader) {
+            return Ok(());
+        }
+        if n < self.promise {
+            if self.promise_owner_gone && self.role == Role::Follower {
+                let promised = self.promise;
+                self.send(from, PaxosMessage::PrepareRefused { n, promised });
+            }
             return Ok(());
         }
         if n != self.promise {

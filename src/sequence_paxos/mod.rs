@@ -178,6 +178,11 @@ pub struct SequencePaxos {
     accepted_pending: bool,
     /// Per forwarder: (session, next_seq) to acknowledge.
     acks_pending: Vec<(NodeId, u64, u64)>,
+    /// Follower: the election finds the owner of our promise gone, so a lower Prepare is
+    /// answered with PrepareRefused (see [`SequencePaxos::set_promise_owner_gone`]).
+    promise_owner_gone: bool,
+    /// Leader: the highest ballot a follower refused our Prepare for.
+    refused: Option<Ballot>,
     outgoing: Vec<Message>,
     log_lines: Vec<String>,
 }
@@ -223,6 +228,8 @@ impl SequencePaxos {
             forward_dedup: HashMap::new(),
             accepted_pending: false,
             acks_pending: Vec::new(),
+            promise_owner_gone: false,
+            refused: None,
             outgoing: Vec::new(),
             log_lines: Vec::new(),
             peers,
@@ -580,6 +587,12 @@ impl SequencePaxos {
                 Ok(())
             }
             PaxosMessage::Trim { n, trimmed_idx } => self.handle_trim(n, trimmed_idx),
+            PaxosMessage::PrepareRefused { n, promised } => {
+                if self.role == Role::Leader && n == self.ls.n_leader && promised > n {
+                    self.refused = self.refused.max(Some(promised));
+                }
+                Ok(())
+            }
         }
     }
 
@@ -630,6 +643,18 @@ impl SequencePaxos {
             self.forwarding.sent_upto = self.forwarding.first_seq;
             self.log(format!("leader is now server {} (ballot {b:?})", b.pid));
         }
+    }
+
+    /// Tells the follower whether the election finds the leader it follows gone. While it
+    /// does, a Prepare below our promise is answered with PrepareRefused, so that a leader
+    /// the others follow can raise its ballot above a promise whose owner vanished.
+    pub fn set_promise_owner_gone(&mut self, gone: bool) {
+        self.promise_owner_gone = gone;
+    }
+
+    /// The highest ballot a follower refused this leader's Prepare for, since the last call.
+    pub fn take_refusal(&mut self) -> Option<Ballot> {
+        self.refused.take()
     }
 
     /// Re-sends what may have been lost: called every `resend_tick_timeout` ticks.

@@ -261,6 +261,15 @@ pub struct Cluster {
     /// before it committed them (so uncommitted writes are lost, or partly kept, as the
     /// `Storage` contract allows).
     pub crash_mid_step: Option<NodeId>,
+    /// Paused nodes: they do not tick or send, and the messages that reach them are held
+    /// until they resume (what TCP does to a stopped process).
+    pub paused: HashSet<NodeId>,
+    held: HashMap<NodeId, Vec<Vec<u8>>>,
+    /// Nodes that start ticking only at the given tick (unsynchronised heartbeat phases).
+    pub starts_at: HashMap<NodeId, u64>,
+    /// Every leader ballot that reached the accept phase, with the tick it was first seen.
+    pub elections: Vec<(u64, Ballot)>,
+    seen_leaders: HashSet<Ballot>,
 }
 
 pub const ELECTION: u64 = 10;
@@ -303,6 +312,11 @@ impl Cluster {
             ranges: Vec::new(),
             delivered: 0,
             crash_mid_step: None,
+            paused: HashSet::new(),
+            held: HashMap::new(),
+            starts_at: HashMap::new(),
+            elections: Vec::new(),
+            seen_leaders: HashSet::new(),
         };
         for pid in 1..=n {
             let config = Config {
@@ -362,6 +376,8 @@ impl Cluster {
     /// Crash: the node stops, its uncommitted writes are lost, messages to it are dropped.
     pub fn crash(&mut self, pid: NodeId) {
         self.nodes.insert(pid, None);
+        self.paused.remove(&pid);
+        self.held.remove(&pid);
         self.storages[&pid].crash();
         // The decided index is lazily durable: after a restart it may be lower (the
         // entries never change, which `check` goes on checking).
@@ -419,7 +435,10 @@ impl Cluster {
     /// sent, invariants are checked.
     pub fn step(&mut self) {
         self.now += 1;
-        for pid in self.alive() {
+        for pid in self.running() {
+            if self.starts_at.get(&pid).is_some_and(|&t| t > self.now) {
+                continue;
+            }
             self.node(pid).tick().expect("tick");
         }
         self.deliver_due();
@@ -430,6 +449,73 @@ impl Cluster {
         }
         self.collect_outgoing();
         self.check();
+        self.track_leaders();
+    }
+
+    /// Live nodes that are not paused.
+    pub fn running(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(p, n)| n.is_some() && !self.paused.contains(p))
+            .map(|(&p, _)| p)
+            .collect()
+    }
+
+    /// Pauses `pid`: it stops ticking and sending; messages to it are held.
+    pub fn pause(&mut self, pid: NodeId) {
+        self.paused.insert(pid);
+    }
+
+    /// Resumes `pid`: every held message is delivered at once, in the order it arrived.
+    pub fn resume(&mut self, pid: NodeId) {
+        self.paused.remove(&pid);
+        for bytes in self.held.remove(&pid).unwrap_or_default() {
+            if self.is_alive(pid) {
+                self.delivered += 1;
+                self.node(pid)
+                    .handle_incoming_bytes(&bytes)
+                    .expect("a valid message from a peer is accepted");
+            }
+        }
+    }
+
+    /// Cuts every link into and out of `pid`.
+    pub fn isolate(&mut self, pid: NodeId) {
+        for q in 1..=self.n {
+            if q != pid {
+                self.cut_link(pid, q);
+            }
+        }
+    }
+
+    fn track_leaders(&mut self) {
+        for pid in self.running() {
+            let node = self.node(pid);
+            if node.is_accepting_leader() {
+                let b = node.leader().expect("a leader knows its ballot").1;
+                if self.seen_leaders.insert(b) {
+                    self.elections.push((self.now, b));
+                }
+            }
+        }
+    }
+
+    /// Leaders elected (ballots that reached the accept phase) after tick `t`.
+    pub fn elections_since(&self, t: u64) -> usize {
+        self.elections.iter().filter(|e| e.0 > t).count()
+    }
+
+    /// Changes of the leading server (pid) after tick `t`.
+    pub fn leader_pid_changes_since(&self, t: u64) -> usize {
+        let mut prev = self.elections.iter().rev().find(|e| e.0 <= t).map(|e| e.1.pid);
+        let mut n = 0;
+        for e in self.elections.iter().filter(|e| e.0 > t) {
+            if prev != Some(e.1.pid) {
+                n += 1;
+            }
+            prev = Some(e.1.pid);
+        }
+        n
     }
 
     pub fn run(&mut self, ticks: u64) {
@@ -466,6 +552,10 @@ impl Cluster {
             if !self.is_alive(to) {
                 continue;
             }
+            if self.paused.contains(&to) {
+                self.held.entry(to).or_default().push(bytes);
+                continue;
+            }
             self.delivered += 1;
             self.node(to)
                 .handle_incoming_bytes(&bytes)
@@ -474,7 +564,7 @@ impl Cluster {
     }
 
     fn collect_outgoing(&mut self) {
-        for pid in self.alive() {
+        for pid in self.running() {
             let mut buf = std::mem::take(&mut self.buf);
             let mut ranges = std::mem::take(&mut self.ranges);
             ranges.clear();
@@ -517,7 +607,7 @@ impl Cluster {
     /// The invariants: decided logs are prefixes of one another, decided indexes never
     /// decrease while a node runs, every decided entry was appended by someone.
     pub fn check(&mut self) {
-        for pid in self.alive() {
+        for pid in self.running() {
             let node = self.node(pid);
             let decided = node.decided_idx().expect("decided_idx");
             let last = self.last_decided.get(&pid).copied().unwrap_or(0);
