@@ -208,9 +208,7 @@ impl BallotLeaderElection {
     /// says may settle an election at once). Returns the new leader when the leader this
     /// server follows changed.
     pub fn handle(&mut self, from: NodeId, msg: BleMessage, promised: Ballot) -> LeaderChange {
-        let Some(i) = self.peers.iter().position(|&p| p == from) else {
-            return None;
-        };
+        let i = self.peers.iter().position(|&p| p == from)?;
         match msg {
             BleMessage::HeartbeatRequest { round, status } => {
                 self.note_status(i, status);
@@ -364,7 +362,7 @@ impl BallotLeaderElection {
                     })
                 });
                 let unheard = self.views.iter().any(|v| v.status.is_none());
-                if !unsettled_higher && !(unheard && starting) {
+                if !(unsettled_higher || unheard && starting) {
                     self.set_leader(t);
                 }
             }
@@ -488,9 +486,7 @@ mod tests {
 
     fn cluster(n: u64) -> Vec<BallotLeaderElection> {
         (1..=n)
-            .map(|p| {
-                BallotLeaderElection::new(p, (1..=n).filter(|&q| q != p).collect(), 0, 10, p)
-            })
+            .map(|p| BallotLeaderElection::new(p, (1..=n).filter(|&q| q != p).collect(), 0, 10, p))
             .collect()
     }
 

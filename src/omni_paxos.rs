@@ -299,8 +299,7 @@ impl OmniPaxos {
         let Some(refused) = self.sp.take_refusal() else {
             return;
         };
-        if self.ble.leader() == Some(self.ble.current_ballot()) && self.ble.is_quorum_connected()
-        {
+        if self.ble.leader() == Some(self.ble.current_ballot()) && self.ble.is_quorum_connected() {
             let nb = self.ble.take_over_above(refused);
             self.on_leader(nb);
         }

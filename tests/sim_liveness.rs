@@ -272,7 +272,11 @@ fn leader_isolated_then_healed() {
         r.heal_and_settle(5 * r.et(), "leader isolated");
         let el = r.c.elections.len() - before;
         assert!(el <= 1, "{:?} seed {seed}: {el} leader changes", r.p);
-        assert_eq!(r.c.elections_since(healed), 0, "the old leader returning deposed the new one");
+        assert_eq!(
+            r.c.elections_since(healed),
+            0,
+            "the old leader returning deposed the new one"
+        );
         (t, el)
     });
 }
@@ -290,15 +294,27 @@ fn follower_isolated_then_healed() {
         r.ticks(10 * r.et());
         r.heal_and_settle(5 * r.et(), "follower isolated");
         let el = r.c.elections.len() - before;
-        assert_eq!(el, 0, "{:?} seed {seed}: a follower's isolation changed the leader", r.p);
+        assert_eq!(
+            el, 0,
+            "{:?} seed {seed}: a follower's isolation changed the leader",
+            r.p
+        );
         let target = r.c.max_decided() - 10;
-        assert!(r.c.node(f).decided_idx().unwrap() >= target, "the follower caught up");
+        assert!(
+            r.c.node(f).decided_idx().unwrap() >= target,
+            "the follower caught up"
+        );
         (t, el)
     });
 }
 
 /// Cuts the directed links `links` for 10 ET at a phase set by the seed, then heals.
-fn one_way(r: &mut Run, seed: u64, links: impl Fn(NodeId, &mut Run) -> Vec<(NodeId, NodeId)>, what: &str) -> (u64, usize) {
+fn one_way(
+    r: &mut Run,
+    seed: u64,
+    links: impl Fn(NodeId, &mut Run) -> Vec<(NodeId, NodeId)>,
+    what: &str,
+) -> (u64, usize) {
     let leader = r.boot();
     let cut = links(leader, r);
     r.ticks(seed % r.et());
@@ -308,7 +324,11 @@ fn one_way(r: &mut Run, seed: u64, links: impl Fn(NodeId, &mut Run) -> Vec<(Node
         r.c.cut.insert(l);
     }
     let t = r.time_to_decide(fault, 10 * r.et()).unwrap_or_else(|| {
-        panic!("{what} {:?} seed {seed}: nothing decided within 10 ET\n{}", r.p, r.states())
+        panic!(
+            "{what} {:?} seed {seed}: nothing decided within 10 ET\n{}",
+            r.p,
+            r.states()
+        )
     });
     let end = fault + 10 * r.et();
     while r.c.now < end {
@@ -316,7 +336,11 @@ fn one_way(r: &mut Run, seed: u64, links: impl Fn(NodeId, &mut Run) -> Vec<(Node
     }
     let healed = r.c.now;
     r.heal_and_settle(5 * r.et(), what);
-    assert_eq!(r.c.elections_since(healed), 0, "{what}: the heal changed the leader");
+    assert_eq!(
+        r.c.elections_since(healed),
+        0,
+        "{what}: the heal changed the leader"
+    );
     (t, r.c.elections.len() - before)
 }
 
@@ -407,7 +431,11 @@ fn flapping_link_between_leader_and_follower() {
 /// resumed and the leader changes.
 fn pause(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
     let leader = r.boot();
-    let who = if leader_too { leader } else { r.follower(leader) };
+    let who = if leader_too {
+        leader
+    } else {
+        r.follower(leader)
+    };
     r.ticks(seed % r.et());
     let before = r.c.elections.len();
     let len = r.et() / 2 + r.c.rng.below(20 * r.et() - r.et() / 2);
@@ -415,9 +443,13 @@ fn pause(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
     r.ticks(len);
     r.c.resume(who);
     let back = r.c.now;
-    let t = r
-        .time_to_decide(back, 10 * r.et())
-        .unwrap_or_else(|| panic!("{:?} seed {seed}: nothing decided after the pause\n{}", r.p, r.states()));
+    let t = r.time_to_decide(back, 10 * r.et()).unwrap_or_else(|| {
+        panic!(
+            "{:?} seed {seed}: nothing decided after the pause\n{}",
+            r.p,
+            r.states()
+        )
+    });
     r.heal_and_settle(5 * r.et(), "pause");
     (t, r.c.elections.len() - before)
 }
@@ -426,7 +458,11 @@ fn pause(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
 fn pause_of_the_leader() {
     each("leader paused 0.5-20 ET", |r, seed| {
         let (t, el) = pause(r, seed, true);
-        assert!(t <= 2 * r.et(), "{:?} seed {seed}: {t} ticks after the resume", r.p);
+        assert!(
+            t <= 2 * r.et(),
+            "{:?} seed {seed}: {t} ticks after the resume",
+            r.p
+        );
         assert!(el <= 1, "{:?} seed {seed}: {el} leader changes", r.p);
         (t, el)
     });
@@ -436,7 +472,11 @@ fn pause_of_the_leader() {
 fn pause_of_a_follower() {
     each("follower paused 0.5-20 ET", |r, seed| {
         let (t, el) = pause(r, seed, false);
-        assert!(t <= 2 * r.et(), "{:?} seed {seed}: {t} ticks after the resume", r.p);
+        assert!(
+            t <= 2 * r.et(),
+            "{:?} seed {seed}: {t} ticks after the resume",
+            r.p
+        );
         assert_eq!(el, 0, "{:?} seed {seed}: {el} leader changes", r.p);
         (t, el)
     });
@@ -447,7 +487,11 @@ fn pause_of_a_follower() {
 /// the time to decide after it is back and the leader changes.
 fn restart(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
     let leader = r.boot();
-    let who = if leader_too { leader } else { r.follower(leader) };
+    let who = if leader_too {
+        leader
+    } else {
+        r.follower(leader)
+    };
     r.ticks(seed % r.et());
     let before = r.c.elections.len();
     let down = r.et() / 2 + r.c.rng.below(10 * r.et() - r.et() / 2);
@@ -461,9 +505,13 @@ fn restart(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
         r.c.heal();
     }
     let back = r.c.now;
-    let t = r
-        .time_to_decide(back, 10 * r.et())
-        .unwrap_or_else(|| panic!("{:?} seed {seed}: nothing decided after the restart\n{}", r.p, r.states()));
+    let t = r.time_to_decide(back, 10 * r.et()).unwrap_or_else(|| {
+        panic!(
+            "{:?} seed {seed}: nothing decided after the restart\n{}",
+            r.p,
+            r.states()
+        )
+    });
     r.heal_and_settle(5 * r.et(), "restart");
     (t, r.c.elections.len() - before)
 }
@@ -472,7 +520,11 @@ fn restart(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
 fn crash_and_restart_of_the_leader() {
     each("leader crash+restart", |r, seed| {
         let (t, el) = restart(r, seed, true);
-        assert!(t <= 2 * r.et(), "{:?} seed {seed}: {t} ticks after it is back", r.p);
+        assert!(
+            t <= 2 * r.et(),
+            "{:?} seed {seed}: {t} ticks after it is back",
+            r.p
+        );
         let pid_changes = r.c.leader_pid_changes_since(0).saturating_sub(1);
         assert!(
             pid_changes <= 1,
@@ -488,7 +540,11 @@ fn crash_and_restart_of_the_leader() {
 fn crash_and_restart_of_a_follower() {
     each("follower crash+restart", |r, seed| {
         let (t, el) = restart(r, seed, false);
-        assert!(t <= 2 * r.et(), "{:?} seed {seed}: {t} ticks after it is back", r.p);
+        assert!(
+            t <= 2 * r.et(),
+            "{:?} seed {seed}: {t} ticks after it is back",
+            r.p
+        );
         assert_eq!(el, 0, "{:?} seed {seed}: {el} leader changes", r.p);
         (t, el)
     });
@@ -554,4 +610,3 @@ fn random_fault_schedules_then_heal() {
         (t, 0)
     });
 }
-

@@ -507,7 +507,12 @@ impl Cluster {
 
     /// Changes of the leading server (pid) after tick `t`.
     pub fn leader_pid_changes_since(&self, t: u64) -> usize {
-        let mut prev = self.elections.iter().rev().find(|e| e.0 <= t).map(|e| e.1.pid);
+        let mut prev = self
+            .elections
+            .iter()
+            .rev()
+            .find(|e| e.0 <= t)
+            .map(|e| e.1.pid);
         let mut n = 0;
         for e in self.elections.iter().filter(|e| e.0 > t) {
             if prev != Some(e.1.pid) {
