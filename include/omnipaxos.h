@@ -415,8 +415,10 @@ enum omnipaxos_result omnipaxos_take_outgoing(struct omnipaxos_node *node,
 enum omnipaxos_result omnipaxos_tick(struct omnipaxos_node *node);
 
 /**
- * Ends the current heartbeat round of the leader election now, instead of after
- * `election_tick_timeout` ticks. For callers that keep time themselves.
+ * Sends a heartbeat to every peer now and applies the leader election's rules again,
+ * without advancing time (heartbeats otherwise go out every quarter of
+ * `election_tick_timeout`). For callers that want to probe their peers at once, e.g.
+ * after a link came back.
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
  *
@@ -522,8 +524,10 @@ enum omnipaxos_result omnipaxos_leader(struct omnipaxos_node *node,
 enum omnipaxos_result omnipaxos_pid(struct omnipaxos_node *node, uint64_t *out);
 
 /**
- * Whether this node heard from a majority of the configuration (itself included) in its
- * last heartbeat round (`*out`). A node that is not quorum-connected cannot become leader.
+ * Whether a majority of the configuration (this node included) answered a heartbeat this
+ * node sent within the last `election_tick_timeout` ticks (`*out`). False on a new or
+ * restarted node until a majority has answered it. A node that is not quorum-connected
+ * cannot become leader.
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`. Thread-safe.
  *

@@ -47,9 +47,12 @@ pub struct Config {
     pub peers: Vec<NodeId>,
     /// Leader priority: among ballots with the same round, the higher priority leads.
     pub leader_priority: u32,
-    /// Ticks per heartbeat round of the leader election.
+    /// The election timeout in ticks (at least 2). A leader that has not answered a
+    /// heartbeat sent within this many ticks, or that reports it lost its quorum, is
+    /// replaced; heartbeats go out every quarter of it (at least every tick). Choose it so
+    /// that a heartbeat's round trip plus a quarter of it fits well within it.
     pub election_tick_timeout: u64,
-    /// Ticks after which unanswered messages are sent again.
+    /// Ticks after which unanswered Sequence Paxos messages are sent again.
     pub resend_tick_timeout: u64,
     /// How many proposals may wait (for a leader, for the leader to take them, or at the
     /// leader to be decided) before `append` is refused with a buffer-full error.
@@ -141,10 +144,11 @@ impl Config {
                 format!("pid {} is listed more than once", w[0]),
             ));
         }
-        if self.election_tick_timeout == 0 {
+        if self.election_tick_timeout < 2 {
             return Err(ConfigError::new(
                 "election_tick_timeout",
-                "must be at least 1",
+                "must be at least 2 ticks (a heartbeat sent at one tick must be able to come \
+                 back before the timeout)",
             ));
         }
         if self.resend_tick_timeout == 0 {
@@ -251,6 +255,13 @@ mod tests {
             (
                 Config {
                     election_tick_timeout: 0,
+                    ..ok()
+                },
+                "election_tick_timeout",
+            ),
+            (
+                Config {
+                    election_tick_timeout: 1,
                     ..ok()
                 },
                 "election_tick_timeout",

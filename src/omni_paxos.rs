@@ -416,7 +416,8 @@ impl OmniPaxos {
         self.sp.role() == Role::Leader && self.sp.phase() == Phase::Accept
     }
 
-    /// Whether this node heard from a majority in its last heartbeat round.
+    /// Whether a majority (this node included) answered a heartbeat this node sent within
+    /// the last election timeout; false on a new or restarted node until one has.
     pub fn is_quorum_connected(&self) -> bool {
         self.ble.is_quorum_connected()
     }

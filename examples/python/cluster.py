@@ -51,7 +51,7 @@ def main() -> int:
         for pid in PIDS
     }
     try:
-        # A leader is elected after a few heartbeat rounds.
+        # A leader is elected within a couple of election timeouts.
         for _ in range(100):
             step(nodes)
             leaders = {node.leader for node in nodes.values()}

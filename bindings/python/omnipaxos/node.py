@@ -231,8 +231,8 @@ def library_path() -> str:
 class OmniPaxos:
     """One Omni-Paxos server. It does no I/O: the caller owns the network and the clock.
 
-    Drive it like this: call :meth:`tick` at a steady pace (a heartbeat round every
-    ``election_tick_timeout`` ticks); pass every message received from a peer to
+    Drive it like this: call :meth:`tick` at a steady pace (heartbeats go out every
+    quarter of ``election_tick_timeout`` ticks); pass every message received from a peer to
     :meth:`handle_incoming`; send every ``(receiver, bytes)`` returned by :meth:`outgoing`
     to that peer; :meth:`append` entries; read the decided log with :meth:`read_decided`.
     Messages may be lost, duplicated or reordered; call :meth:`reconnected` when a link to a
@@ -451,7 +451,8 @@ class OmniPaxos:
         self._call(self._lib.omnipaxos_tick)
 
     def election_timeout(self) -> None:
-        """Ends the current heartbeat round now (as if ``election_tick_timeout`` ticks passed)."""
+        """Sends a heartbeat to every peer now and applies the election's rules again, without
+        advancing time."""
         self._call(self._lib.omnipaxos_election_timeout)
 
     def fail_recovery(self) -> None:
@@ -598,7 +599,8 @@ class OmniPaxos:
 
     @property
     def is_quorum_connected(self) -> bool:
-        """Whether this node heard from a majority in its last heartbeat round."""
+        """Whether a majority (this node included) answered its heartbeats within the last
+        election timeout (false on a new node until one has)."""
         out = c_bool()
         self._call(self._lib.omnipaxos_is_quorum_connected, byref(out))
         return bool(out.value)

@@ -465,7 +465,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--window", type=int, default=1000, help="own entries in flight at most")
     p.add_argument("--rate", type=float, default=1500.0, help="entries appended per second at most")
-    p.add_argument("--election-ticks", type=int, default=20, help="5 ms ticks per heartbeat round")
+    p.add_argument("--election-ticks", type=int, default=20, help="election timeout in 5 ms ticks")
     p.add_argument("--segment-bytes", type=int, default=256 << 10)
     args = p.parse_args()
     flags = Flags()

@@ -6,7 +6,7 @@ is the result of applying the decided entries in order. The process runs one eve
 
 * accept connections; frames from peers go to ``handle_incoming``, frames from clients are
   requests (see ``framing.py`` for the framing and the hello frame);
-* tick the node every 10 ms (``election_tick_timeout`` ticks make one heartbeat round);
+* tick the node every 10 ms (a leader silent for ``election_tick_timeout`` ticks is replaced);
 * send the node's outgoing messages on one outbound TCP link per peer; a link that is down
   is re-connected with exponential backoff, messages for it are dropped meanwhile (the
   protocol re-sends), and ``reconnected(pid)`` is called when it comes back;
@@ -479,7 +479,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--data-dir", default=".", help="persistent storage goes to DATA_DIR/node<pid>")
     p.add_argument("--recover", action="store_true", help="call fail_recovery() after creation")
     p.add_argument("--memory", action="store_true", help="use memory storage")
-    p.add_argument("--election-ticks", type=int, default=10, help="ticks (10 ms) per heartbeat round")
+    p.add_argument("--election-ticks", type=int, default=10, help="election timeout in ticks (10 ms)")
     p.add_argument("--parent-pid", type=int, default=0, help="exit when this process is no longer our parent")
     args = p.parse_args(argv)
 
