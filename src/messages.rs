@@ -224,9 +224,10 @@ pub enum PaxosMessage {
         /// Entries below this index are removed.
         trimmed_idx: u64,
     },
-    /// A follower refuses the Prepare of `n`: it has promised the higher ballot `promised`,
-    /// and the election tells it that the owner of `promised` is gone. The leader of `n`
-    /// raises its ballot above `promised` (it is never followed because of this message).
+    /// A follower refuses the messages of leader `n`: it has promised the higher ballot
+    /// `promised`, and the election tells it that the owner of `promised` is gone. The
+    /// leader of `n` raises its ballot above `promised` (nobody is followed because of this
+    /// message).
     PrepareRefused {
         /// The refused ballot.
         n: Ballot,

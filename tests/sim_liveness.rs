@@ -714,3 +714,57 @@ fn jittery_lossy_network() {
         );
     }
 }
+
+/// A follower that promised a ballot whose owner vanished right after its Prepare (the
+/// Prepare reached only this follower) ignores the leader everyone else follows. The
+/// follower's PrepareRefused makes that leader raise its ballot above the promise: the
+/// follower rejoins, the leader stays the same server.
+#[test]
+fn a_follower_holding_a_vanished_leaders_promise_rejoins() {
+    use omnipaxos::messages::{Body, PaxosMessage};
+    use omnipaxos::{Ballot, Message};
+    for seed in 0..20u64 {
+        let p = Params {
+            n: 5,
+            et: 10,
+            resend: 5,
+        };
+        let mut r = Run::new(p, 4242 + seed);
+        let leader = r.boot();
+        let lb = r.c.node(leader).leader().unwrap().1;
+        let ghost = 1 + (leader % 5);
+        let f = 1 + (ghost % 5);
+        assert!(f != leader && ghost != leader && f != ghost);
+        r.c.crash(ghost);
+        let prepare = PaxosMessage::Prepare {
+            n: Ballot::new(lb.n + 5, 0, ghost),
+            decided_idx: 0,
+            n_accepted: Ballot::default(),
+            accepted_idx: 0,
+        };
+        r.c.node(f)
+            .handle_incoming(Message {
+                from: ghost,
+                to: f,
+                body: Body::Paxos(prepare),
+            })
+            .unwrap();
+        r.ticks(10 * r.et());
+        let target = r.c.max_decided();
+        let caught_up = (0..10 * r.et()).any(|_| {
+            r.tick();
+            r.c.node(f).decided_idx().unwrap() >= target
+        });
+        assert!(
+            caught_up,
+            "seed {seed}: the follower never rejoined\n{}",
+            r.states()
+        );
+        assert_eq!(
+            r.c.accepting_leader(),
+            Some(leader),
+            "seed {seed}: the leader changed"
+        );
+        assert_eq!(r.c.leader_pid_changes_since(0), 1, "seed {seed}");
+    }
+}

@@ -18,10 +18,6 @@ impl SequencePaxos {
             return Ok(());
         }
         if n < self.promise {
-            if self.promise_owner_gone && self.role == Role::Follower {
-                let promised = self.promise;
-                self.send(from, PaxosMessage::PrepareRefused { n, promised });
-            }
             return Ok(());
         }
         if n != self.promise {

@@ -183,6 +183,8 @@ pub struct SequencePaxos {
     promise_owner_gone: bool,
     /// Leader: the highest ballot a follower refused our Prepare for.
     refused: Option<Ballot>,
+    /// Follower: a PrepareRefused went out since the last resend tick.
+    refusal_sent: bool,
     outgoing: Vec<Message>,
     log_lines: Vec<String>,
 }
@@ -230,6 +232,7 @@ impl SequencePaxos {
             acks_pending: Vec::new(),
             promise_owner_gone: false,
             refused: None,
+            refusal_sent: false,
             outgoing: Vec::new(),
             log_lines: Vec::new(),
             peers,
@@ -530,6 +533,7 @@ impl SequencePaxos {
 
     /// Handles a Sequence Paxos message from `from`.
     pub fn handle(&mut self, from: NodeId, msg: PaxosMessage) -> Result<()> {
+        self.refuse_if_stale(from, &msg);
         match msg {
             PaxosMessage::PrepareReq { .. } => self.handle_prepare_req(from),
             PaxosMessage::Prepare {
@@ -596,6 +600,33 @@ impl SequencePaxos {
         }
     }
 
+    /// A leader's message below our promise, while the election finds the owner of our
+    /// promise gone: tell that leader (once per resend period) so that it raises its ballot
+    /// above the promise and this follower can follow it again. Without this, a follower
+    /// that promised a leader which vanished right after its Prepare would ignore the
+    /// leader everyone else follows for good.
+    fn refuse_if_stale(&mut self, from: NodeId, msg: &PaxosMessage) {
+        let n = match msg {
+            PaxosMessage::Prepare { n, .. }
+            | PaxosMessage::AcceptSync { n, .. }
+            | PaxosMessage::AcceptDecide { n, .. }
+            | PaxosMessage::AcceptStopSign { n, .. }
+            | PaxosMessage::Decide { n, .. }
+            | PaxosMessage::Trim { n, .. } => *n,
+            _ => return,
+        };
+        if n < self.promise
+            && n.pid == from
+            && self.promise_owner_gone
+            && self.role == Role::Follower
+            && !self.refusal_sent
+        {
+            self.refusal_sent = true;
+            let promised = self.promise;
+            self.send(from, PaxosMessage::PrepareRefused { n, promised });
+        }
+    }
+
     /// A new leader was elected by the leader election. Returns `Err(promise)` when this
     /// server was elected but has already promised a ballot at least as high: the election
     /// must raise the ballot above it.
@@ -659,6 +690,7 @@ impl SequencePaxos {
 
     /// Re-sends what may have been lost: called every `resend_tick_timeout` ticks.
     pub fn resend(&mut self) -> Result<()> {
+        self.refusal_sent = false;
         match self.role {
             Role::Leader => self.leader_resend()?,
             Role::Follower => {
