@@ -1197,7 +1197,7 @@ mod tests {
         fails(
             &with("election_tick_timeout = 0"),
             "election_tick_timeout",
-            &["at least 1"],
+            &["at least 2"],
         );
         fails(
             &with("max_message_bytes = 10"),
