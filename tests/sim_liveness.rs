@@ -427,9 +427,16 @@ fn flapping_link_between_leader_and_follower() {
     });
 }
 
-/// Pauses `who` for 0.5 to 20 ET (set by the seed); returns the time to decide after it
-/// resumed and the leader changes.
-fn pause(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
+/// Boots, then applies `fault` to the leader (or to a follower) at a phase set by the seed;
+/// `fault` returns once the server is back. Returns the time from then until an entry
+/// proposed after it is decided, and the leader changes (with the heal after it).
+fn fault_and_return(
+    r: &mut Run,
+    seed: u64,
+    leader_too: bool,
+    what: &str,
+    fault: impl FnOnce(&mut Run, NodeId),
+) -> (u64, usize) {
     let leader = r.boot();
     let who = if leader_too {
         leader
@@ -438,20 +445,27 @@ fn pause(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
     };
     r.ticks(seed % r.et());
     let before = r.c.elections.len();
-    let len = r.et() / 2 + r.c.rng.below(20 * r.et() - r.et() / 2);
-    r.c.pause(who);
-    r.ticks(len);
-    r.c.resume(who);
+    fault(r, who);
     let back = r.c.now;
     let t = r.time_to_decide(back, 10 * r.et()).unwrap_or_else(|| {
         panic!(
-            "{:?} seed {seed}: nothing decided after the pause\n{}",
+            "{what} {:?} seed {seed}: nothing decided after it is back\n{}",
             r.p,
             r.states()
         )
     });
-    r.heal_and_settle(5 * r.et(), "pause");
+    r.heal_and_settle(5 * r.et(), what);
     (t, r.c.elections.len() - before)
+}
+
+/// Pauses the server for 0.5 to 20 ET (set by the seed).
+fn pause(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
+    fault_and_return(r, seed, leader_too, "pause", |r, who| {
+        let len = r.et() / 2 + r.c.rng.below(20 * r.et() - r.et() / 2);
+        r.c.pause(who);
+        r.ticks(len);
+        r.c.resume(who);
+    })
 }
 
 #[test]
@@ -482,38 +496,21 @@ fn pause_of_a_follower() {
     });
 }
 
-/// Crashes `who`, restarts it with `fail_recovery` after 0.5 to 10 ET; for odd seeds its
-/// links come back only up to 5 ET after it restarted (it ticks alone meanwhile). Returns
-/// the time to decide after it is back and the leader changes.
+/// Crashes the server and restarts it with `fail_recovery` after 0.5 to 10 ET; for odd
+/// seeds its links come back only up to 5 ET after it restarted (it ticks alone meanwhile).
 fn restart(r: &mut Run, seed: u64, leader_too: bool) -> (u64, usize) {
-    let leader = r.boot();
-    let who = if leader_too {
-        leader
-    } else {
-        r.follower(leader)
-    };
-    r.ticks(seed % r.et());
-    let before = r.c.elections.len();
-    let down = r.et() / 2 + r.c.rng.below(10 * r.et() - r.et() / 2);
-    r.c.crash(who);
-    r.ticks(down);
-    r.c.restart(who);
-    if seed % 2 == 1 {
-        r.c.isolate(who);
-        let alone = 1 + r.c.rng.below(5 * r.et());
-        r.ticks(alone);
-        r.c.heal();
-    }
-    let back = r.c.now;
-    let t = r.time_to_decide(back, 10 * r.et()).unwrap_or_else(|| {
-        panic!(
-            "{:?} seed {seed}: nothing decided after the restart\n{}",
-            r.p,
-            r.states()
-        )
-    });
-    r.heal_and_settle(5 * r.et(), "restart");
-    (t, r.c.elections.len() - before)
+    fault_and_return(r, seed, leader_too, "restart", |r, who| {
+        let down = r.et() / 2 + r.c.rng.below(10 * r.et() - r.et() / 2);
+        r.c.crash(who);
+        r.ticks(down);
+        r.c.restart(who);
+        if seed % 2 == 1 {
+            r.c.isolate(who);
+            let alone = 1 + r.c.rng.below(5 * r.et());
+            r.ticks(alone);
+            r.c.heal();
+        }
+    })
 }
 
 #[test]
