@@ -6,15 +6,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-step() { printf '\n==== %s ====\n' "$*"; }
+started=$(date +%s)
+step() { printf '\n==== [%4ss] %s ====\n' "$(( $(date +%s) - started ))" "$*"; }
+# A working directory of this run's own (logs), removed on exit.
+work=$(mktemp -d "${TMPDIR:-/tmp}/omnipaxos-tests.XXXXXX")
+trap 'rm -rf "$work"' EXIT
 
-step "rustfmt and clippy"
+step "rustfmt"
 cargo fmt --all -- --check
+
+step "clippy (the first build: compiles every dependency, a few minutes on 2 cores)"
+cargo clippy --all-targets -- -D warnings 2>&1 | grep -v '^ *Checking ' || true
 cargo clippy --all-targets --quiet -- -D warnings
 
+step "building the Rust tests (release)"
+cargo test --release --no-run 2>&1 | grep -E '^ *(Compiling libomnipaxos|Finished|error)' || true
+
 step "Rust tests (release build: the simulated-cluster tests run thousands of ticks)"
-cargo test --release --quiet 2>&1 | tee /tmp/omnipaxos-rust-tests.log
-grep -q "test result: ok" /tmp/omnipaxos-rust-tests.log
+cargo test --release --quiet 2>&1 | tee "$work/rust-tests.log"
+grep -q "test result: ok" "$work/rust-tests.log"
 
 for part in tests/c/run.sh bindings/python/run_tests.sh; do
   if [ -f "$part" ]; then
