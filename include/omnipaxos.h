@@ -578,6 +578,39 @@ enum omnipaxos_result omnipaxos_reconnected(struct omnipaxos_node *node, uint64_
 enum omnipaxos_result omnipaxos_trim(struct omnipaxos_node *node, uint64_t idx);
 
 /**
+ * Hands the leadership to server `pid`. Call it at the leader: it asks `pid` to take
+ * over with a higher ballot at once. Success means asked, not done: the target leads
+ * within a few message delays (poll `omnipaxos_leader`); if the request is lost nothing
+ * changes and you can call it again. No decided entry is lost. At the leader with its own
+ * pid it does nothing.
+ *
+ * Errors (nothing changed): `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_NOT_LEADER` (at
+ * a follower; the last-error message names the leader when known);
+ * `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`pid` is not in the configuration, this leader is
+ * still being elected, or the target is unreachable (no heartbeat answered within the
+ * last election timeout), not quorum-connected, or still catching up on the decided
+ * entries; the message says which). Thread-safe.
+ *
+ * # Safety
+ * `node` is NULL or a live node.
+ */
+enum omnipaxos_result omnipaxos_transfer_leadership(struct omnipaxos_node *node, uint64_t pid);
+
+/**
+ * Sets this node's leader priority (`leader_priority` in the configuration) for the
+ * ballots it takes from now on: among servers that take over at the same time, the
+ * higher priority leads. A ballot the node already holds keeps its priority, so the
+ * change alone never deposes a leader; `omnipaxos_transfer_leadership` moves the
+ * leadership now.
+ *
+ * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`. Thread-safe.
+ *
+ * # Safety
+ * `node` is NULL or a live node.
+ */
+enum omnipaxos_result omnipaxos_set_leader_priority(struct omnipaxos_node *node, uint32_t priority);
+
+/**
  * Proposes to end this configuration with a StopSign naming the next one: its id
  * `next_config_id`, its `n_nodes` servers (`nodes`, an array of pids) and `metadata_len`
  * bytes of opaque application data (`metadata`; may be NULL when `metadata_len` is 0).

@@ -80,6 +80,8 @@ pub struct BallotLeaderElection {
     /// Identifies this incarnation of the server in its statuses.
     incarnation: u64,
     ballot: Ballot,
+    /// The priority of the next ballot this server takes (see `set_priority`).
+    priority: u32,
     leader: Option<Ballot>,
     /// When `leader` was set.
     leader_since: u64,
@@ -119,6 +121,7 @@ impl BallotLeaderElection {
             majority,
             incarnation,
             ballot: Ballot::new(0, priority, pid),
+            priority,
             leader: None,
             leader_since: 0,
             verified: false,
@@ -163,6 +166,7 @@ impl BallotLeaderElection {
     /// promised `floor`. Returns the new ballot.
     pub fn take_over_above(&mut self, floor: Ballot) -> Ballot {
         self.ballot.n = self.ballot.n.max(floor.n.saturating_add(1));
+        self.ballot.priority = self.priority;
         self.set_leader(self.ballot);
         self.probe();
         self.ballot
@@ -199,6 +203,44 @@ impl BallotLeaderElection {
         }
     }
 
+    /// Sets the leader priority of the ballots this server takes from now on (a ballot
+    /// already taken keeps its priority, so a change never deposes a leader by itself; use
+    /// [`BallotLeaderElection::transfer_to`] to move the leadership).
+    pub fn set_priority(&mut self, priority: u32) {
+        self.priority = priority;
+    }
+
+    /// At the leader: asks `target` to take over now. Fails, changing nothing, when this
+    /// server does not lead, or `target` is not a peer, has not answered a heartbeat within
+    /// the last election timeout, or does not report itself quorum-connected.
+    pub fn transfer_to(&mut self, target: NodeId) -> Result<(), String> {
+        self.check_transfer(target)?;
+        let floor = self.ballot;
+        self.send(target, BleMessage::TakeOver { floor });
+        Ok(())
+    }
+
+    /// Whether [`BallotLeaderElection::transfer_to`] would ask `target` (the reason if not).
+    pub fn check_transfer(&self, target: NodeId) -> Result<(), String> {
+        if self.leader != Some(self.ballot) {
+            return Err("this server is not the leader".to_string());
+        }
+        let i = self
+            .peers
+            .iter()
+            .position(|&p| p == target)
+            .ok_or_else(|| format!("server {target} is not a peer of this configuration"))?;
+        let s = self.live_status(i).ok_or_else(|| {
+            format!("server {target} has not answered a heartbeat within the last election timeout")
+        })?;
+        if s.quorum != QuorumState::Connected {
+            return Err(format!(
+                "server {target} is not quorum-connected: it could not lead"
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether this server found the leader it follows gone (past its grace period).
     pub fn leader_gone(&self) -> bool {
         self.gone_since.is_some()
@@ -217,6 +259,17 @@ impl BallotLeaderElection {
                     status: self.status(),
                 };
                 self.send(from, reply);
+            }
+            BleMessage::TakeOver { floor } => {
+                // Only from the leader we follow, for its current ballot (never a stale or
+                // replayed request), and only if we could lead.
+                if self.leader == Some(floor) && floor.pid == from && self.is_quorum_connected() {
+                    let before = self.leader;
+                    self.take_over_above(floor);
+                    self.verified = true;
+                    return (self.leader != before).then_some(self.leader).flatten();
+                }
+                return None;
             }
             BleMessage::HeartbeatReply { round, status } => {
                 self.note_status(i, status);
@@ -262,6 +315,7 @@ impl BallotLeaderElection {
             quorum,
             content: self.content,
             leads: self.leader == Some(self.ballot),
+            priority: self.priority,
             incarnation: self.incarnation,
             clock: self.now,
         }
@@ -419,14 +473,14 @@ impl BallotLeaderElection {
         // higher-ranked server in the same position.
         let mut blocked = false;
         let mut deferred = false;
-        let rank = (self.ballot.priority, self.pid);
+        let rank = (self.priority, self.pid);
         for i in 0..self.peers.len() {
             if let Some(s) = self.live_status(i) {
                 if s.content {
                     blocked = true;
                 } else if s.quorum == QuorumState::Connected
                     && !s.leads
-                    && (s.ballot.priority, s.ballot.pid) > rank
+                    && (s.priority, s.ballot.pid) > rank
                 {
                     deferred = true;
                 }
@@ -442,6 +496,7 @@ impl BallotLeaderElection {
             }
         }
         self.ballot.n = self.ballot.n.max(floor.n.saturating_add(1));
+        self.ballot.priority = self.priority;
         self.set_leader(self.ballot);
         self.verified = true;
         self.content = true;

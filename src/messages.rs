@@ -86,6 +86,10 @@ pub struct BleStatus {
     pub content: bool,
     /// The sender considers itself the leader.
     pub leads: bool,
+    /// The priority the sender's next ballot will carry (it ranks servers that would take
+    /// over at the same time; it may differ from `ballot.priority` after a change at run
+    /// time).
+    pub priority: u32,
     /// Identifies the sender's current run (it differs after a restart).
     pub incarnation: u64,
     /// The sender's clock in ticks: orders the statuses of one incarnation.
@@ -108,6 +112,13 @@ pub enum BleMessage {
         round: u64,
         /// The replier's status.
         status: BleStatus,
+    },
+    /// Leadership transfer: the leader of `floor` asks the receiver to take over with a
+    /// ballot above `floor`. Taken only from the leader the receiver follows, with that
+    /// leader's current ballot, by a quorum-connected receiver.
+    TakeOver {
+        /// The sender's (the current leader's) ballot.
+        floor: Ballot,
     },
 }
 

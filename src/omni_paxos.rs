@@ -161,6 +161,69 @@ impl OmniPaxos {
         })
     }
 
+    /// Hands the leadership to server `pid`: at the leader, asks `pid` to take over with a
+    /// higher ballot at once. `Ok` means asked, not done: the target leads within a few
+    /// message delays (watch [`OmniPaxos::leader`]); if the request is lost, nothing
+    /// changes and the call can be repeated. No decided entry is ever lost; entries this
+    /// leader took but had not decided are carried over by the new leader when a majority
+    /// or the target holds them (the target must hold every decided entry, see below).
+    /// Calling it at the leader with its own pid does nothing.
+    ///
+    /// Errors, with nothing changed: [`Error::NotLeader`] at a follower (naming the leader
+    /// when known); [`Error::InvalidArgument`] when `pid` is not a peer, this leader is
+    /// still being elected, the target has not answered a heartbeat within the last
+    /// election timeout, is not quorum-connected, or has not yet accepted every decided
+    /// entry (it is catching up: transfer once it has).
+    pub fn transfer_leadership(&mut self, pid: NodeId) -> Result<()> {
+        if !self.config.peers.contains(&pid) && pid != self.config.pid {
+            return Err(Error::InvalidArgument(format!(
+                "server {pid} is not in this configuration"
+            )));
+        }
+        if self.sp.role() != Role::Leader {
+            return Err(Error::NotLeader {
+                leader: self.sp.leader().map(|b| b.pid),
+            });
+        }
+        if pid == self.config.pid {
+            return Ok(());
+        }
+        if self.sp.phase() != Phase::Accept {
+            return Err(Error::InvalidArgument(
+                "this leader is still being elected (collecting promises); transfer once it \
+                 accepts entries"
+                    .to_string(),
+            ));
+        }
+        self.ble
+            .check_transfer(pid)
+            .map_err(Error::InvalidArgument)?;
+        let decided = self.sp.visible_decided_idx().min(self.sp.log_len());
+        match self.sp.follower_accepted_idx(pid) {
+            Some(a) if a >= decided => {}
+            Some(a) => {
+                return Err(Error::InvalidArgument(format!(
+                    "server {pid} has accepted {a} of the {decided} decided entries: it is \
+                     catching up; transfer once it has them all"
+                )))
+            }
+            None => {
+                return Err(Error::InvalidArgument(format!(
+                    "server {pid} is not synchronised with this leader yet"
+                )))
+            }
+        }
+        self.ble.transfer_to(pid).map_err(Error::InvalidArgument)
+    }
+
+    /// Sets this server's leader priority for the ballots it takes from now on (a ballot
+    /// it already holds keeps its priority, so the change alone never deposes a leader;
+    /// see [`OmniPaxos::transfer_leadership`] to move the leadership now).
+    pub fn set_leader_priority(&mut self, priority: u32) {
+        self.config.leader_priority = priority;
+        self.ble.set_priority(priority);
+    }
+
     /// The StopSign that ended this configuration, once it is decided (`None` before).
     /// Commits pending writes first, like [`OmniPaxos::decided_idx`]: the StopSign reported
     /// is durable here. It sits at index `decided_idx() - 1`, after every decided entry.

@@ -164,7 +164,11 @@ fn body_size_hint(body: &Body) -> usize {
     let entries = |e: &crate::entries::Entries| e.byte_len() + 5 * e.len();
     let stopsign_size = |s: &crate::messages::StopSign| 16 + 9 * s.nodes.len() + s.metadata.len();
     match body {
-        Body::Ble(BleMessage::HeartbeatRequest { .. } | BleMessage::HeartbeatReply { .. }) => FIXED,
+        Body::Ble(
+            BleMessage::HeartbeatRequest { .. }
+            | BleMessage::HeartbeatReply { .. }
+            | BleMessage::TakeOver { .. },
+        ) => FIXED,
         Body::Paxos(p) => match p {
             PaxosMessage::AcceptDecide { entries: e, .. }
             | PaxosMessage::ProposalForward { entries: e, .. } => FIXED + entries(e),
@@ -229,6 +233,7 @@ mod tests {
                     quorum: QuorumState::Disconnected,
                     content: true,
                     leads: true,
+                    priority: u32::MAX,
                     incarnation: u64::MAX,
                     clock: u64::MAX,
                 },
@@ -240,6 +245,7 @@ mod tests {
                     quorum: QuorumState::Connected,
                     content: true,
                     leads: false,
+                    priority: 5,
                     incarnation: 3,
                     clock: 17,
                 },
@@ -325,6 +331,7 @@ mod tests {
                 n: b,
                 promised: big,
             }),
+            Body::Ble(BleMessage::TakeOver { floor: big }),
         ]
     }
 
@@ -425,8 +432,8 @@ mod tests {
         assert_eq!(&bytes[13..21], &0x1112_1314_1516_1718u64.to_le_bytes());
         // Body: variant Ble (0), variant HeartbeatRequest (0), round 5 as a one-byte
         // varint, then the default status: ballot (0, 0, 0), Unknown (0), two false bools,
-        // incarnation 0 and clock 0.
-        assert_eq!(&bytes[21..], &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // priority 0, incarnation 0 and clock 0.
+        assert_eq!(&bytes[21..], &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -518,7 +525,7 @@ mod tests {
         b[HEADER_LEN] = 2; // Body has two variants.
         assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
         let mut b = bytes;
-        b[HEADER_LEN + 1] = 2; // BleMessage has two variants.
+        b[HEADER_LEN + 1] = 3; // BleMessage has three variants.
         assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
         let mut p = enc(1, &msg(all_bodies().remove(4)));
         p[HEADER_LEN + 1] = 12; // PaxosMessage has twelve variants.
@@ -529,10 +536,10 @@ mod tests {
     fn invalid_bool_and_option_tags_are_malformed() {
         let reply = enc(1, &msg(all_bodies().remove(2)));
         // HeartbeatReply { round, status { ballot{n, priority, pid}, quorum, content, leads,
-        // incarnation, clock } }: `leads` is the third byte from the end (two one-byte
-        // varints follow it).
+        // priority, incarnation, clock } }: `leads` is the fourth byte from the end (three
+        // one-byte varints follow it).
         let mut b = reply.clone();
-        let at = b.len() - 3;
+        let at = b.len() - 4;
         b[at] = 2;
         assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
         // AcceptSync with `stopsign: None`: the last byte is the Option tag 0.

@@ -120,6 +120,8 @@ fn header_declares_the_whole_api() {
         "omnipaxos_fail_recovery(",
         "omnipaxos_reconnected(",
         "omnipaxos_trim(",
+        "omnipaxos_transfer_leadership(",
+        "omnipaxos_set_leader_priority(",
         "omnipaxos_reconfigure(",
         "omnipaxos_is_stopped(",
         "omnipaxos_decided_stopsign(",

@@ -765,3 +765,119 @@ fn a_follower_holding_a_vanished_leaders_promise_rejoins() {
         assert_eq!(r.c.leader_pid_changes_since(0), 1, "seed {seed}");
     }
 }
+
+/// Leadership transfer: the target leads within one election timeout, with one leader
+/// change and no decided entry lost (the checkers run after every step), and the leader
+/// then stays put.
+#[test]
+fn leadership_transfer_moves_the_leader_once() {
+    for n in [3, 5] {
+        for seed in 0..50u64 {
+            let p = Params {
+                n,
+                et: 10,
+                resend: 5,
+            };
+            let mut r = Run::new(p, 6000 + n * 100 + seed);
+            let leader = r.boot();
+            let target = r.follower(leader);
+            r.ticks(seed % r.et());
+            let before = r.c.elections.len();
+            let decided = r.c.max_decided();
+            let asked = r.c.now;
+            r.c.node(leader).transfer_leadership(target).unwrap();
+            let t = (0..r.et()).find(|_| {
+                r.tick();
+                r.c.accepting_leader() == Some(target)
+            });
+            assert!(
+                t.is_some(),
+                "n={n} seed {seed}: the target did not lead within 1 ET"
+            );
+            r.ticks(20 * r.et());
+            assert_eq!(r.c.elections.len() - before, 1, "n={n} seed {seed}");
+            assert_eq!(r.c.accepting_leader(), Some(target));
+            assert!(
+                r.c.max_decided() > decided + 10 * r.et(),
+                "decisions went on"
+            );
+            assert!(r.c.elections.last().unwrap().0 > asked);
+        }
+    }
+}
+
+#[test]
+fn leadership_transfer_refuses_what_it_cannot_do() {
+    use omnipaxos::Error;
+    let p = Params {
+        n: 3,
+        et: 10,
+        resend: 5,
+    };
+    let mut r = Run::new(p, 31);
+    let leader = r.boot();
+    let f = r.follower(leader);
+    let other = (1..=3).find(|&q| q != leader && q != f).unwrap();
+    // At a follower: NotLeader, naming the leader.
+    match r.c.node(f).transfer_leadership(other) {
+        Err(Error::NotLeader { leader: Some(l) }) => assert_eq!(l, leader),
+        e => panic!("{e:?}"),
+    }
+    // Not in the configuration.
+    assert!(matches!(
+        r.c.node(leader).transfer_leadership(9),
+        Err(Error::InvalidArgument(_))
+    ));
+    // To itself: nothing to do.
+    r.c.node(leader).transfer_leadership(leader).unwrap();
+    // A lagging target: its heartbeats pass but the leader's entries do not reach it.
+    r.c.cut_paxos.insert((leader, f));
+    r.ticks(3 * r.et());
+    match r.c.node(leader).transfer_leadership(f) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("catching up"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+    // An unreachable target.
+    r.c.cut_paxos.clear();
+    r.c.isolate(f);
+    r.ticks(2 * r.et());
+    match r.c.node(leader).transfer_leadership(f) {
+        Err(Error::InvalidArgument(m)) => assert!(m.contains("heartbeat"), "{m}"),
+        e => panic!("{e:?}"),
+    }
+    r.c.heal();
+    r.ticks(5 * r.et());
+    // Nothing changed: the same leader throughout.
+    assert_eq!(r.c.elections.len(), 1);
+    assert_eq!(r.c.accepting_leader(), Some(leader));
+}
+
+/// A priority set at run time applies to the next ballot: the follower given the highest
+/// priority is the one that takes over when the leader fails, and setting it deposes
+/// nobody.
+#[test]
+fn leader_priority_set_at_run_time_picks_the_next_leader() {
+    for seed in 0..20u64 {
+        let p = Params {
+            n: 5,
+            et: 10,
+            resend: 5,
+        };
+        let mut r = Run::new(p, 7000 + seed);
+        let leader = r.boot();
+        let favourite = r.follower(leader);
+        r.c.node(favourite).set_leader_priority(1000);
+        r.ticks(5 * r.et());
+        assert_eq!(
+            r.c.elections.len(),
+            1,
+            "a priority change deposed the leader"
+        );
+        r.c.isolate(leader);
+        r.ticks(5 * r.et());
+        // (The isolated old leader still believes it leads: look at the newest election.)
+        let newest = r.c.elections.last().unwrap().1;
+        assert_eq!(newest.pid, favourite, "seed {seed}: {:?}", r.c.elections);
+        assert_eq!(r.c.elections.len(), 2, "seed {seed}");
+    }
+}

@@ -683,6 +683,18 @@ impl SequencePaxos {
         self.promise_owner_gone = gone;
     }
 
+    /// At a leader in the accept phase: how much of the log follower `pid` has accepted
+    /// in this round (`None` if it has not been synchronised in this round, or `pid` is not
+    /// a peer).
+    pub fn follower_accepted_idx(&self, pid: NodeId) -> Option<u64> {
+        if self.role != Role::Leader || self.phase != Phase::Accept {
+            return None;
+        }
+        self.peer_index(pid)
+            .and_then(|i| self.ls.peers.get(i))
+            .and_then(|p| p.accepted_idx)
+    }
+
     /// The highest ballot a follower refused this leader's Prepare for, since the last call.
     pub fn take_refusal(&mut self) -> Option<Ballot> {
         self.refused.take()

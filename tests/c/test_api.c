@@ -1067,6 +1067,46 @@ static void test_reconfigure(void) {
     cluster_free(&c);
 }
 
+/* Leadership transfer and a priority set at run time. */
+static void test_transfer_leadership(void) {
+    cluster c;
+    cluster_init(&c, 3, "");
+    uint64_t leader = elect(&c);
+    REQUIRE(leader != 0);
+    omnipaxos_node *ln = cluster_find(&c, leader);
+    uint64_t target = leader == 1 ? 2 : 1;
+    omnipaxos_node *tn = cluster_find(&c, target);
+    append_text(&c, ln, "before-transfer");
+    REQUIRE(run_until_decided(&c, 1, 200));
+    for (int t = 0; t < 20; t++) step(&c);
+
+    CHECK_RC(omnipaxos_transfer_leadership(NULL, target), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_transfer_leadership(tn, leader), OMNIPAXOS_ERR_NOT_LEADER);
+    CHECK_RC(omnipaxos_transfer_leadership(ln, 99), OMNIPAXOS_ERR_INVALID_ARGUMENT);
+    CHECK_ERR_HAS("not in this configuration");
+    CHECK_RC(omnipaxos_transfer_leadership(ln, leader), OMNIPAXOS_OK); /* nothing to do */
+    CHECK_RC(omnipaxos_set_leader_priority(NULL, 1), OMNIPAXOS_ERR_NULL_PARAMETER);
+    CHECK_RC(omnipaxos_set_leader_priority(tn, 7), OMNIPAXOS_OK);
+    for (int t = 0; t < 20; t++) step(&c);
+    CHECK(agreed_leader(&c) == leader); /* a priority change deposes nobody */
+
+    CHECK_RC(omnipaxos_transfer_leadership(ln, target), OMNIPAXOS_OK);
+    int moved = 0;
+    for (int t = 0; t < 50 && !moved; t++) {
+        step(&c);
+        moved = agreed_leader(&c) == target;
+    }
+    CHECK(moved);
+    omnipaxos_ballot b;
+    uint64_t pid = 0;
+    CHECK_RC(omnipaxos_leader(ln, &pid, &b), OMNIPAXOS_OK);
+    CHECK(pid == target && b.pid == target && b.priority == 7);
+    append_text(&c, ln, "after-transfer");
+    CHECK(run_until_decided(&c, 2, 200));
+    check_equal_logs(&c, 2);
+    cluster_free(&c);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/omnipaxos-c-test-XXXXXX");
@@ -1086,6 +1126,7 @@ int main(void) {
     test_bad_messages();
     test_cluster();
     test_reconfigure();
+    test_transfer_leadership();
     test_threads();
     test_last_error_is_per_thread();
 

@@ -127,6 +127,8 @@ SIGNATURES: List[Tuple[str, Any, List[Any]]] = [
     ("omnipaxos_fail_recovery", c_result, [NodePtr]),
     ("omnipaxos_reconnected", c_result, [NodePtr, c_uint64]),
     ("omnipaxos_trim", c_result, [NodePtr, c_uint64]),
+    ("omnipaxos_transfer_leadership", c_result, [NodePtr, c_uint64]),
+    ("omnipaxos_set_leader_priority", c_result, [NodePtr, c_uint32]),
     (
         "omnipaxos_reconfigure",
         c_result,

@@ -473,6 +473,23 @@ class OmniPaxos:
         target = _U64_MAX if idx is None else _u64(idx, "idx")
         self._call(self._lib.omnipaxos_trim, target)
 
+    def transfer_leadership(self, pid: int) -> None:
+        """Hands the leadership to server ``pid``. Call it at the leader: the target is asked
+        to take over at once and leads within a few message delays (watch :attr:`leader`);
+        if the request is lost nothing changes and you can call it again. No decided entry
+        is lost. At a follower it raises :class:`~omnipaxos.NotLeaderError`; a ``pid`` outside
+        the configuration, or a target that is unreachable, not quorum-connected or still
+        catching up raises :class:`~omnipaxos.InvalidArgumentError` (nothing changes)."""
+        self._call(self._lib.omnipaxos_transfer_leadership, _u64(pid, "pid"))
+
+    def set_leader_priority(self, priority: int) -> None:
+        """Sets the leader priority of the ballots this node takes from now on (among servers
+        taking over at the same time the higher priority leads). It never deposes a leader
+        by itself; :meth:`transfer_leadership` moves the leadership now."""
+        if not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority < 2**32:
+            raise ValueError(f"priority must be an integer in 0..2**32-1, got {priority!r}")
+        self._call(self._lib.omnipaxos_set_leader_priority, priority)
+
     def reconfigure(
         self, next_config_id: int, nodes: Iterable[int], metadata: BytesLike = b""
     ) -> None:
