@@ -618,7 +618,7 @@ static void test_bad_messages(void) {
     omnipaxos_node *n1 = c.n[0];
     uint8_t msg[4096];
     size_t len = message_between(c.n[1], 1, msg, sizeof msg);
-    REQUIRE(len > 21);
+    REQUIRE(len > 23);
     uint64_t d_before = decided(n1);
 
     /* The good message is accepted (later in this test). Now every broken variant. */
@@ -629,10 +629,13 @@ static void test_bad_messages(void) {
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, 1), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     bad[len] = 0x42;
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, len + 1), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
-    bad[0] = 0xEE;
+    bad[2] = 0xEE; /* the version byte, after the 2-byte magic */
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, len), OMNIPAXOS_ERR_UNSUPPORTED_VERSION);
+    bad[0] = 0x68; /* no magic: garbage, not another version */
+    CHECK_RC(omnipaxos_handle_incoming(n1, bad, len), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
+    CHECK_ERR_HAS("magic number");
     memcpy(bad, msg, len);
-    for (size_t i = 21; i < len; i++) bad[i] = 0xFF;
+    for (size_t i = 23; i < len; i++) bad[i] = 0xFF;
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, len), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     for (size_t i = 0; i < sizeof bad; i++) bad[i] = (uint8_t)(i * 131 + 7);
     bad[0] = 1;
@@ -644,7 +647,7 @@ static void test_bad_messages(void) {
     omnipaxos_node *other = node_new(2, 2, "[1, 3]", NULL);
     uint8_t other_msg[4096];
     size_t other_len = message_between(other, 1, other_msg, sizeof other_msg);
-    REQUIRE(other_len > 21);
+    REQUIRE(other_len > 23);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len),
              OMNIPAXOS_ERR_WRONG_CONFIGURATION);
     /* Its header tells which configuration it belongs to, without a node. */
@@ -655,27 +658,29 @@ static void test_bad_messages(void) {
     cid = 0;
     CHECK_RC(omnipaxos_message_header(msg, len, &cid, NULL, NULL), OMNIPAXOS_OK);
     CHECK(cid == 1);
-    CHECK_RC(omnipaxos_message_header(msg, 21, &cid, NULL, &to), OMNIPAXOS_OK); /* header only */
+    CHECK_RC(omnipaxos_message_header(msg, 23, &cid, NULL, &to), OMNIPAXOS_OK); /* header only */
     cid = 77;
-    CHECK_RC(omnipaxos_message_header(msg, 20, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
+    CHECK_RC(omnipaxos_message_header(msg, 22, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     CHECK(cid == 77);
     CHECK_RC(omnipaxos_message_header(NULL, 0, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     CHECK_RC(omnipaxos_message_header(NULL, 5, &cid, NULL, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
     CHECK_RC(omnipaxos_message_header(msg, len, NULL, NULL, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
     memcpy(bad, msg, len);
-    bad[0] = 0xEE;
+    bad[2] = 0xEE;
     CHECK_RC(omnipaxos_message_header(bad, len, &cid, NULL, NULL), OMNIPAXOS_ERR_UNSUPPORTED_VERSION);
+    bad[0] = 0xEE;
+    CHECK_RC(omnipaxos_message_header(bad, len, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     omnipaxos_node_free(other);
     /* From a pid that is not a peer. */
     omnipaxos_node *stranger = node_new(1, 9, "[1, 2, 3]", NULL);
     other_len = message_between(stranger, 1, other_msg, sizeof other_msg);
-    REQUIRE(other_len > 21);
+    REQUIRE(other_len > 23);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len), OMNIPAXOS_ERR_UNKNOWN_SENDER);
     CHECK_ERR_HAS("9");
     omnipaxos_node_free(stranger);
     /* Addressed to another node. */
     other_len = message_between(c.n[1], 3, other_msg, sizeof other_msg);
-    REQUIRE(other_len > 21);
+    REQUIRE(other_len > 23);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len), OMNIPAXOS_ERR_UNKNOWN_SENDER);
 
     CHECK(decided(n1) == d_before);
