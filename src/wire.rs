@@ -208,7 +208,7 @@ fn body_error_text(e: &bincode::error::DecodeError) -> String {
         E::ArrayLengthMismatch { required, found } => {
             format!("the body holds a list of {found} items where {required} belong")
         }
-        E::Other(s) => format!("{s}"),
+        E::Other(s) => s.to_string(),
         E::OtherString(s) => s.clone(),
         _ => "the body is not a valid message of this wire-format version".to_string(),
     };

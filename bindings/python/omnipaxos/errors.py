@@ -34,6 +34,7 @@ class ResultCode(enum.IntEnum):
     STORAGE_LOCKED = 14
     PANIC = 15
     NOT_LEADER = 16
+    STORAGE_MISMATCH = 17
 
 
 class OmniPaxosError(Exception):
@@ -146,6 +147,11 @@ class StorageLockedError(StorageError):
     """``OMNIPAXOS_ERR_STORAGE_LOCKED``: the storage path is held by another live node."""
 
 
+class StorageMismatchError(StorageError):
+    """``OMNIPAXOS_ERR_STORAGE_MISMATCH``: the storage directory belongs to another node or
+    configuration (the message names both identities); nothing was changed."""
+
+
 class InternalError(OmniPaxosError):
     """``OMNIPAXOS_ERR_PANIC``: an internal bug of the library, caught at the C boundary.
     Please report it with the message."""
@@ -175,6 +181,7 @@ ERROR_CLASSES: Dict[ResultCode, Type[OmniPaxosError]] = {
     ResultCode.STORAGE_LOCKED: StorageLockedError,
     ResultCode.PANIC: InternalError,
     ResultCode.NOT_LEADER: NotLeaderError,
+    ResultCode.STORAGE_MISMATCH: StorageMismatchError,
 }
 
 

@@ -170,7 +170,7 @@ def rejected(node: OmniPaxos, msg: bytes, cls: Type[omnipaxos.OmniPaxosError]) -
 
 def test_garbage_messages(cluster: LocalCluster) -> None:
     node = cluster[2]
-    v = bytes([omnipaxos.wire_version()])
+    v = b"\xce\xa9" + bytes([omnipaxos.wire_version()])
     rejected(node, b"", omnipaxos.MalformedMessageError)
     rejected(node, v, omnipaxos.MalformedMessageError)
     rejected(node, v + b"\xff" * 40, omnipaxos.MalformedMessageError)
