@@ -52,8 +52,10 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_CONFIG = 3,
     /**
-     * An incoming message is not a message of this library: garbage, truncated, or with
-     * trailing bytes. The node is unchanged.
+     * An incoming message is not a message of this library: it does not start with the
+     * wire format's magic number (garbage, another protocol, or a peer older than wire
+     * version 2), or it is truncated, has trailing bytes or an invalid body. The node is
+     * unchanged.
      */
     OMNIPAXOS_ERR_MALFORMED_MESSAGE = 4,
     /**
@@ -62,8 +64,9 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_MESSAGE_TOO_LARGE = 5,
     /**
-     * An incoming message has a wire-format version this build does not understand
-     * (see `omnipaxos_wire_version`). The node is unchanged.
+     * An incoming message starts like a message of this library (its magic number) but has
+     * a wire-format version this build does not understand (see
+     * `omnipaxos_wire_version`): a peer runs another version. The node is unchanged.
      */
     OMNIPAXOS_ERR_UNSUPPORTED_VERSION = 6,
     /**
@@ -235,8 +238,9 @@ extern "C" {
 const char *omnipaxos_version(void);
 
 /**
- * The wire-format version this build writes and accepts (the first byte of every
- * message). Nodes exchanging messages must use the same wire version. Thread-safe.
+ * The wire-format version this build writes and accepts (the third byte of every
+ * message, after the 2-byte magic number 0xCE 0xA9; 2 since the magic number was added).
+ * Nodes exchanging messages must use the same wire version. Thread-safe.
  */
 uint32_t omnipaxos_wire_version(void);
 

@@ -45,14 +45,17 @@ pub enum omnipaxos_result {
     /// range, an unreadable configuration file, or an unopenable `log_file_path`. The
     /// last-error message names the key or the file.
     OMNIPAXOS_ERR_CONFIG = 3,
-    /// An incoming message is not a message of this library: garbage, truncated, or with
-    /// trailing bytes. The node is unchanged.
+    /// An incoming message is not a message of this library: it does not start with the
+    /// wire format's magic number (garbage, another protocol, or a peer older than wire
+    /// version 2), or it is truncated, has trailing bytes or an invalid body. The node is
+    /// unchanged.
     OMNIPAXOS_ERR_MALFORMED_MESSAGE = 4,
     /// An incoming message is larger than the node's `max_message_bytes`. The node is
     /// unchanged.
     OMNIPAXOS_ERR_MESSAGE_TOO_LARGE = 5,
-    /// An incoming message has a wire-format version this build does not understand
-    /// (see `omnipaxos_wire_version`). The node is unchanged.
+    /// An incoming message starts like a message of this library (its magic number) but has
+    /// a wire-format version this build does not understand (see
+    /// `omnipaxos_wire_version`): a peer runs another version. The node is unchanged.
     OMNIPAXOS_ERR_UNSUPPORTED_VERSION = 6,
     /// An incoming message belongs to another configuration (`config_id`). The node is
     /// unchanged.

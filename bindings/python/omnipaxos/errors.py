@@ -97,8 +97,9 @@ class ConfigError(OmniPaxosError):
 
 
 class MalformedMessageError(OmniPaxosError):
-    """``OMNIPAXOS_ERR_MALFORMED_MESSAGE``: an incoming message is garbage, truncated or has
-    trailing bytes. The node is unchanged."""
+    """``OMNIPAXOS_ERR_MALFORMED_MESSAGE``: an incoming message is not one of this library
+    (it does not start with the wire format's magic number), or it is truncated, has
+    trailing bytes or an invalid body. The node is unchanged."""
 
 
 class MessageTooLargeError(OmniPaxosError):
@@ -106,8 +107,9 @@ class MessageTooLargeError(OmniPaxosError):
 
 
 class UnsupportedVersionError(OmniPaxosError):
-    """``OMNIPAXOS_ERR_UNSUPPORTED_VERSION``: the message's wire-format version byte is not
-    one this build understands (see :func:`omnipaxos.wire_version`)."""
+    """``OMNIPAXOS_ERR_UNSUPPORTED_VERSION``: the message starts like one of this library but
+    its wire-format version is not one this build understands (see
+    :func:`omnipaxos.wire_version`): a peer runs another version."""
 
 
 class WrongConfigurationError(OmniPaxosError):

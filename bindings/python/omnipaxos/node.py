@@ -175,7 +175,8 @@ def version() -> str:
 
 
 def wire_version() -> int:
-    """The wire-format version this library speaks (the first byte of every message)."""
+    """The wire-format version this library speaks (the third byte of every message, after
+    the 2-byte magic number ``b"\\xce\\xa9"``)."""
     return int(_ffi.lib().omnipaxos_wire_version())
 
 
