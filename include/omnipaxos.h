@@ -52,8 +52,10 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_CONFIG = 3,
     /**
-     * An incoming message is not a message of this library: garbage, truncated, or with
-     * trailing bytes. The node is unchanged.
+     * An incoming message is not a message of this library: it does not start with the
+     * wire format's magic number (garbage, another protocol, or a peer older than wire
+     * version 2), or it is truncated, has trailing bytes or an invalid body. The node is
+     * unchanged.
      */
     OMNIPAXOS_ERR_MALFORMED_MESSAGE = 4,
     /**
@@ -62,8 +64,9 @@ typedef enum omnipaxos_result {
      */
     OMNIPAXOS_ERR_MESSAGE_TOO_LARGE = 5,
     /**
-     * An incoming message has a wire-format version this build does not understand
-     * (see `omnipaxos_wire_version`). The node is unchanged.
+     * An incoming message starts like a message of this library (its magic number) but has
+     * a wire-format version this build does not understand (see
+     * `omnipaxos_wire_version`): a peer runs another version. The node is unchanged.
      */
     OMNIPAXOS_ERR_UNSUPPORTED_VERSION = 6,
     /**
@@ -117,6 +120,14 @@ typedef enum omnipaxos_result {
      * when one is known.
      */
     OMNIPAXOS_ERR_NOT_LEADER = 16,
+    /**
+     * The persistent storage directory belongs to another node or configuration: its
+     * identity (pid, `config_id`, the set of nodes, recorded when the directory was
+     * created) differs from the node's configuration. The last-error message names both.
+     * Nothing was changed. Each configuration's node needs a directory of its own (see the
+     * README, "Storage identity").
+     */
+    OMNIPAXOS_ERR_STORAGE_MISMATCH = 17,
 } omnipaxos_result;
 
 /**
@@ -227,8 +238,9 @@ extern "C" {
 const char *omnipaxos_version(void);
 
 /**
- * The wire-format version this build writes and accepts (the first byte of every
- * message). Nodes exchanging messages must use the same wire version. Thread-safe.
+ * The wire-format version this build writes and accepts (the third byte of every
+ * message, after the 2-byte magic number 0xCE 0xA9; 2 since the magic number was added).
+ * Nodes exchanging messages must use the same wire version. Thread-safe.
  */
 uint32_t omnipaxos_wire_version(void);
 
@@ -269,10 +281,15 @@ size_t omnipaxos_last_error(char *buf, size_t cap);
  * call `omnipaxos_fail_recovery` next. When `log_file_path` is set, its parent
  * directories are created and the file is opened for appending.
  *
+ * The file must be a regular file of at most 64 KiB (a FIFO, a device or a directory is
+ * refused without being read); `include` is not supported.
+ *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`path` or `out` NULL);
  * `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`path` not UTF-8); `OMNIPAXOS_ERR_CONFIG` (unreadable
- * file, bad HOCON, missing/ill-typed/invalid key, unopenable `log_file_path`; the last
- * error names the file or key); `OMNIPAXOS_ERR_STORAGE_*` (the storage cannot be opened).
+ * or non-regular file, bad HOCON, missing/ill-typed/invalid key, unopenable
+ * `log_file_path`; the last error names the file or key); `OMNIPAXOS_ERR_STORAGE_*` (the
+ * storage cannot be opened); `OMNIPAXOS_ERR_STORAGE_MISMATCH` (the persistent directory
+ * belongs to another pid or configuration).
  * On error `*out` is not written.
  *
  * # Safety
@@ -296,7 +313,11 @@ enum omnipaxos_result omnipaxos_node_from_hocon_str(const char *text,
                                                     struct omnipaxos_node **out);
 
 /**
- * Frees a node: its memory, its outgoing buffers, its storage handles and its log file.
+ * Closes and frees a node: on persistent storage it first writes what the node owes its
+ * storage (writes not yet committed, and the lazily written decided index: a node
+ * reopened on the directory reports what was decided; a failure, such as a full disk, is
+ * ignored and loses nothing committed), then frees its memory, its outgoing buffers, its
+ * storage handles (releasing the directory lock) and its log file.
  * NULL is allowed (does nothing). Pointers from `omnipaxos_take_outgoing` on this node
  * become invalid; entry lists read from it stay valid. No other thread may use the node
  * during or after this call.
@@ -429,12 +450,13 @@ enum omnipaxos_result omnipaxos_election_timeout(struct omnipaxos_node *node);
 
 /**
  * The decided index: entries `0 .. *out - 1` are decided (`*out` entries in all, trimmed
- * ones included). It never decreases while the node runs. With persistent storage,
- * pending writes are made durable first, so every entry reported decided is on this
- * node's disk (and a majority's) and survives a crash. The index itself is written
- * lazily (at the latest one resend period later, like Raft's commit index): after a crash
- * and `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings
- * the node up to date; a decided entry never changes. Once a StopSign is decided (see
+ * ones included). It never decreases while the node runs. It is the decided index as of
+ * the last commit (`omnipaxos_take_outgoing` commits), so every entry reported decided is
+ * on this node's disk (and a majority's) and survives a crash; reading it writes nothing
+ * (no fsync). The index itself is written lazily (at the latest one resend period later,
+ * like Raft's commit index, and by `omnipaxos_node_free`): after a crash and
+ * `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings the
+ * node up to date; a decided entry never changes. Once a StopSign is decided (see
  * `omnipaxos_reconfigure`), it is the last of these: index `*out - 1` holds the StopSign
  * (`omnipaxos_read` gives it as `OMNIPAXOS_ENTRY_STOPSIGN`; the functions that read
  * entry ranges stop before it).
@@ -651,7 +673,7 @@ enum omnipaxos_result omnipaxos_reconfigure(struct omnipaxos_node *node,
 
 /**
  * Whether this configuration is stopped (`*out`): a StopSign is decided and is the last
- * entry of the log. Pending writes are made durable first, as in `omnipaxos_decided_idx`.
+ * entry of the log. Like `omnipaxos_decided_idx`, it writes nothing.
  * After a crash and `omnipaxos_fail_recovery` it may read false again until the leader
  * tells the node again that the StopSign is decided (appends fail with
  * `OMNIPAXOS_ERR_STOPPED` meanwhile).
@@ -704,12 +726,13 @@ enum omnipaxos_result omnipaxos_decided_stopsign(struct omnipaxos_node *node,
  * (`*from`) and its receiver (`*to`). Use it to route messages when one server runs the
  * nodes of two configurations during a reconfiguration (see `omnipaxos_reconfigure`):
  * give each message to the node whose configuration it names. Only the fixed header (the
- * first 21 bytes) is read; `omnipaxos_handle_incoming` still checks the whole message.
+ * first 23 bytes: a 2-byte magic number, the wire-format version, `config_id`, `from`,
+ * `to`) is read; `omnipaxos_handle_incoming` still checks the whole message.
  *
  * `from` and `to` may be NULL when not wanted. Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`
  * (`config_id` NULL, or `msg` NULL with `len > 0`); `OMNIPAXOS_ERR_MALFORMED_MESSAGE`
- * (shorter than the header); `OMNIPAXOS_ERR_UNSUPPORTED_VERSION` (another wire-format
- * version). On error nothing is written. Thread-safe.
+ * (not starting with the magic number, or shorter than the header);
+ * `OMNIPAXOS_ERR_UNSUPPORTED_VERSION` (a header of another wire-format version). On error nothing is written. Thread-safe.
  *
  * # Safety
  * `msg` is NULL or points to `len` readable bytes; `config_id`, `from` and `to` are NULL

@@ -50,6 +50,9 @@ pub enum StorageErrorKind {
     Locked,
     /// The request is outside what the storage holds (trimmed or beyond the end).
     OutOfRange,
+    /// The storage directory belongs to another node or configuration (its identity
+    /// file names another pid, `config_id` or set of nodes).
+    Mismatch,
 }
 
 /// A storage failure.
@@ -83,6 +86,7 @@ impl fmt::Display for StorageError {
             StorageErrorKind::Corruption => "storage corruption",
             StorageErrorKind::Locked => "storage locked",
             StorageErrorKind::OutOfRange => "storage index out of range",
+            StorageErrorKind::Mismatch => "storage of another node",
         };
         write!(f, "{kind}: {}", self.message)
     }

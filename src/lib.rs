@@ -19,6 +19,7 @@ pub mod errors;
 pub mod ffi;
 pub mod messages;
 pub mod omni_paxos;
+mod quiet;
 pub mod sequence_paxos;
 pub mod storage;
 pub mod wire;

@@ -34,6 +34,8 @@ pub struct OmniPaxos {
     ticks: u64,
     /// Reused between calls of `take_outgoing_encoded`.
     msgs_scratch: Vec<Message>,
+    /// Dropped as in a crash: nothing more is written (see `debug_crash`).
+    crashed: bool,
 }
 
 impl OmniPaxos {
@@ -43,8 +45,13 @@ impl OmniPaxos {
     /// `session` identifies this incarnation of the node (any value that differs between
     /// restarts; [`OmniPaxos::new`] picks a random one). It lets a leader drop duplicate
     /// forwarded proposals.
-    pub fn with_session(config: Config, storage: Box<dyn Storage>, session: u64) -> Result<Self> {
+    pub fn with_session(
+        config: Config,
+        mut storage: Box<dyn Storage>,
+        session: u64,
+    ) -> Result<Self> {
         config.validate()?;
+        storage.check_identity(&crate::storage::StorageIdentity::of(&config))?;
         let limits = Limits {
             buffer_size: config.buffer_size,
             batch_size: config.batch_size,
@@ -64,6 +71,7 @@ impl OmniPaxos {
             sp,
             ticks: 0,
             msgs_scratch: Vec::new(),
+            crashed: false,
         })
     }
 
@@ -225,19 +233,19 @@ impl OmniPaxos {
     }
 
     /// The StopSign that ended this configuration, once it is decided (`None` before).
-    /// Commits pending writes first, like [`OmniPaxos::decided_idx`]: the StopSign reported
-    /// is durable here. It sits at index `decided_idx() - 1`, after every decided entry.
-    /// After a crash and [`OmniPaxos::fail_recovery`] it may read `None` again until the
-    /// leader tells this node again that it is decided (the decided index is written
-    /// lazily); [`OmniPaxos::read`] shows it as an undecided StopSign meanwhile.
-    pub fn decided_stopsign(&mut self) -> Result<Option<StopSign>> {
-        self.sp.commit()?;
+    /// Like [`OmniPaxos::decided_idx`] it reports what the last commit made durable here
+    /// (and writes nothing). It sits at index `decided_idx() - 1`, after every decided
+    /// entry. After a crash and [`OmniPaxos::fail_recovery`] it may read `None` again until
+    /// the leader tells this node again that it is decided (the decided index is written
+    /// lazily; a clean [`OmniPaxos::close`] writes it); [`OmniPaxos::read`] shows it as an
+    /// undecided StopSign meanwhile.
+    pub fn decided_stopsign(&self) -> Result<Option<StopSign>> {
         Ok(self.sp.decided_stopsign().cloned())
     }
 
     /// Whether this configuration is stopped: a StopSign is decided (see
     /// [`OmniPaxos::decided_stopsign`]).
-    pub fn is_stopped(&mut self) -> Result<bool> {
+    pub fn is_stopped(&self) -> Result<bool> {
         Ok(self.decided_stopsign()?.is_some())
     }
 
@@ -385,19 +393,20 @@ impl OmniPaxos {
         }
     }
 
-    /// The decided index: entries `0..decided_idx()` are decided. Commits pending writes
-    /// first, so the entries reported are durable in this node's log. The index itself is
-    /// durable lazily: after a crash and [`OmniPaxos::fail_recovery`] it may be lower than
-    /// it was until the leader tells the node again (the entries never change). Once a
-    /// StopSign is decided it is the last decided index: `decided_idx() - 1` holds the
-    /// StopSign, which [`OmniPaxos::read`] returns and the range reads stop before.
-    pub fn decided_idx(&mut self) -> Result<u64> {
-        self.sp.commit()?;
+    /// The decided index: entries `0..decided_idx()` are decided. It is the decided index
+    /// as of the last commit ([`OmniPaxos::take_outgoing`] commits), so the entries
+    /// reported are durable in this node's log; reading it writes nothing (no fsync). The
+    /// index itself is durable lazily: after a crash and [`OmniPaxos::fail_recovery`] it
+    /// may be lower than it was until the leader tells the node again (the entries never
+    /// change); a clean [`OmniPaxos::close`] (or drop) writes it. Once a StopSign is
+    /// decided it is the last decided index: `decided_idx() - 1` holds the StopSign, which
+    /// [`OmniPaxos::read`] returns and the range reads stop before.
+    pub fn decided_idx(&self) -> Result<u64> {
         Ok(self.sp.visible_decided_idx())
     }
 
-    /// The entry at `idx`; `None` past the end of the log.
-    pub fn read(&mut self, idx: u64) -> Result<Option<LogEntry>> {
+    /// The entry at `idx`; `None` past the end of the log. Writes nothing.
+    pub fn read(&self, idx: u64) -> Result<Option<LogEntry>> {
         let decided = self.decided_idx()?;
         if idx < self.sp.compacted_idx() {
             return Ok(Some(LogEntry::Trimmed));
@@ -424,13 +433,13 @@ impl OmniPaxos {
     /// `OutOfRange` when part of the range is trimmed or past the end of the log. With a
     /// StopSign in the log, the range may include its slot (the one after the last entry,
     /// e.g. up to the decided index once it is decided): the entries before it are read.
-    pub fn read_entries(&mut self, from: u64, to: u64, out: &mut Entries) -> Result<()> {
+    /// Writes nothing.
+    pub fn read_entries(&self, from: u64, to: u64, out: &mut Entries) -> Result<()> {
         if from > to {
             return Err(Error::InvalidArgument(format!(
                 "range start {from} is after its end {to}"
             )));
         }
-        self.sp.commit()?;
         let (lo, len) = (self.sp.compacted_idx(), self.sp.log_len());
         // A StopSign takes the slot after the last entry: a range may end after it (e.g.
         // at the decided index), and the read stops before it.
@@ -446,8 +455,8 @@ impl OmniPaxos {
 
     /// Appends the decided entries from `from` to the decided index to `out` and returns
     /// the decided index. Nothing is appended when `from >= decided_idx`. Fails with
-    /// `OutOfRange` when `from` is trimmed.
-    pub fn read_decided_suffix(&mut self, from: u64, out: &mut Entries) -> Result<u64> {
+    /// `OutOfRange` when `from` is trimmed. Writes nothing.
+    pub fn read_decided_suffix(&self, from: u64, out: &mut Entries) -> Result<u64> {
         let decided = self.decided_idx()?;
         if from >= decided {
             return Ok(decided);
@@ -536,5 +545,38 @@ impl OmniPaxos {
     /// `f`. The caller decides where they go (see `log_file_path`).
     pub fn drain_log(&mut self, f: impl FnMut(&str)) {
         self.sp.drain_log(f)
+    }
+
+    /// Writes what the node owes its storage before it stops: the writes not yet committed
+    /// and the (lazily written) decided index, so that a node reopened on the same storage
+    /// reports what was decided. Dropping the node does the same and ignores a failure;
+    /// call this to see the error (a full disk, say). The node stays usable.
+    pub fn close(&mut self) -> Result<()> {
+        self.sp.close()?;
+        Ok(())
+    }
+
+    /// Drops the node as a crash would: without [`OmniPaxos::close`], so that what was not
+    /// committed is lost. For tests of crash recovery.
+    #[doc(hidden)]
+    pub fn debug_crash(mut self) {
+        self.abandon();
+    }
+
+    /// Makes dropping the node write nothing (see `debug_crash`): for a node whose state
+    /// a panic may have left half changed.
+    #[doc(hidden)]
+    pub fn abandon(&mut self) {
+        self.crashed = true;
+    }
+}
+
+impl Drop for OmniPaxos {
+    /// Closes the node (see [`OmniPaxos::close`]); a failure is ignored (what was
+    /// committed before stays on disk).
+    fn drop(&mut self) {
+        if !self.crashed {
+            let _ = self.sp.close();
+        }
     }
 }

@@ -1,18 +1,23 @@
 //! The wire format: the only place where a [`Message`] becomes bytes and bytes become a
 //! [`Message`].
 //!
-//! One message is a fixed 21-byte header followed by the body:
+//! One message is a fixed 23-byte header followed by the body:
 //!
 //! | offset | size | field                                        |
 //! |--------|------|----------------------------------------------|
-//! | 0      | 1    | wire-format version, [`WIRE_VERSION`]         |
-//! | 1      | 4    | `config_id`, little endian                    |
-//! | 5      | 8    | sender pid (`from`), little endian            |
-//! | 13     | 8    | receiver pid (`to`), little endian            |
-//! | 21     | ...  | the [`Body`], bincode 2 with the standard configuration (variable-length integers) |
+//! | 0      | 2    | magic number [`MAGIC`], `0xCE 0xA9` (Ω in UTF-8) |
+//! | 2      | 1    | wire-format version, [`WIRE_VERSION`]         |
+//! | 3      | 4    | `config_id`, little endian                    |
+//! | 7      | 8    | sender pid (`from`), little endian            |
+//! | 15     | 8    | receiver pid (`to`), little endian            |
+//! | 23     | ...  | the [`Body`], bincode 2 with the standard configuration (variable-length integers) |
 //!
 //! The header is fixed so that a router can read the sender, receiver and configuration
-//! without decoding the body. Entry payloads travel as one length-prefixed byte string
+//! without decoding the body. The magic number tells a message of this library from
+//! anything else: bytes that do not start with it are malformed (garbage, another
+//! protocol, or a peer running a libomnipaxos older than wire version 2, which sent no
+//! magic), and only a message that starts with it and names another version is an
+//! unsupported version. Entry payloads travel as one length-prefixed byte string
 //! per batch (see [`Entries`](crate::entries::Entries)), so encoding and decoding a batch
 //! costs a copy of its bytes plus one varint per entry, and never one allocation per entry.
 //!
@@ -28,10 +33,15 @@ use crate::messages::{BleMessage, Body, Message, PaxosMessage};
 
 /// The version of the wire format written by [`encode`] and accepted by [`decode`]. It is
 /// bumped whenever the encoding of any message changes.
-pub const WIRE_VERSION: u8 = 1;
+/// Version 2 added the magic number in front of the version byte.
+pub const WIRE_VERSION: u8 = 2;
 
-/// Length of the fixed header: version (1) + `config_id` (4) + `from` (8) + `to` (8).
-pub const HEADER_LEN: usize = 21;
+/// The first two bytes of every message (`Ω` in UTF-8).
+pub const MAGIC: [u8; 2] = [0xCE, 0xA9];
+
+/// Length of the fixed header: magic (2) + version (1) + `config_id` (4) + `from` (8) +
+/// `to` (8).
+pub const HEADER_LEN: usize = 23;
 
 type BincodeConfig = Configuration<LittleEndian, Varint, NoLimit>;
 
@@ -58,6 +68,7 @@ impl bincode::enc::write::Writer for AppendWriter<'_> {
 pub fn encode(config_id: u32, msg: &Message, out: &mut Vec<u8>) {
     let start = out.len();
     out.reserve(HEADER_LEN + body_size_hint(&msg.body));
+    out.extend_from_slice(&MAGIC);
     out.push(WIRE_VERSION);
     out.extend_from_slice(&config_id.to_le_bytes());
     out.extend_from_slice(&msg.from.to_le_bytes());
@@ -76,8 +87,9 @@ pub fn encode(config_id: u32, msg: &Message, out: &mut Vec<u8>) {
 /// Decodes one message of at most `max_len` bytes; returns its `config_id` and the message.
 ///
 /// Rejects, in this order: a message longer than `max_len` ([`DecodeError::TooLarge`],
-/// before anything else is looked at), an empty message ([`DecodeError::Malformed`]), a
-/// version byte other than [`WIRE_VERSION`] ([`DecodeError::UnsupportedVersion`]), and
+/// before anything else is looked at), a message that does not start with [`MAGIC`] or is
+/// shorter than the header ([`DecodeError::Malformed`]), a version byte other than
+/// [`WIRE_VERSION`] ([`DecodeError::UnsupportedVersion`]), and
 /// anything that is not exactly one header and one well-formed body
 /// ([`DecodeError::Malformed`]: truncated, garbage, invalid entry offsets, trailing bytes).
 pub fn decode(bytes: &[u8], max_len: usize) -> Result<(u32, Message), DecodeError> {
@@ -91,7 +103,7 @@ pub fn decode(bytes: &[u8], max_len: usize) -> Result<(u32, Message), DecodeErro
     let body_bytes = &bytes[HEADER_LEN..];
     let (body, used): (Body, usize) =
         bincode::serde::decode_from_slice(body_bytes, bincode_config())
-            .map_err(|e| DecodeError::Malformed(format!("invalid message body: {e}")))?;
+            .map_err(|e| DecodeError::Malformed(body_error_text(&e)))?;
     if used != body_bytes.len() {
         return Err(DecodeError::Malformed(format!(
             "{} trailing bytes after the message body",
@@ -122,30 +134,46 @@ pub struct Header {
 
 /// Reads the fixed header of an encoded message without decoding its body: to route
 /// messages between the nodes of two configurations during a reconfiguration, or to
-/// check a receiver. Fails on an empty or short message ([`DecodeError::Malformed`]) and on
-/// another wire-format version ([`DecodeError::UnsupportedVersion`]); the body is not
-/// looked at (`decode` checks it).
+/// check a receiver. Fails on bytes that do not start with [`MAGIC`] or are shorter than
+/// the header ([`DecodeError::Malformed`]) and on a header of another wire-format version
+/// ([`DecodeError::UnsupportedVersion`]); the body is not looked at (`decode` checks it).
 pub fn peek_header(bytes: &[u8]) -> Result<Header, DecodeError> {
-    let Some(&version) = bytes.first() else {
-        return Err(DecodeError::Malformed("empty message".into()));
-    };
-    if version != WIRE_VERSION {
-        return Err(DecodeError::UnsupportedVersion(version));
+    if bytes.is_empty() {
+        return Err(DecodeError::Malformed("the message is empty".into()));
+    }
+    let magic_len = bytes.len().min(MAGIC.len());
+    if bytes[..magic_len] != MAGIC[..magic_len] {
+        let hint = if bytes[0] == 1 {
+            " (a libomnipaxos before wire version 2 sent no magic number: are all peers \
+             running the same version?)"
+        } else {
+            ""
+        };
+        return Err(DecodeError::Malformed(format!(
+            "the message does not start with the libomnipaxos magic number 0x{:02X} 0x{:02X}: \
+             these bytes are not a message of this library{hint}",
+            MAGIC[0], MAGIC[1]
+        )));
+    }
+    if let Some(&version) = bytes.get(MAGIC.len()) {
+        if version != WIRE_VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
+        }
     }
     split_header(bytes).map(|(h, _)| h).ok_or_else(|| {
         DecodeError::Malformed(format!(
-            "{} bytes is shorter than the {HEADER_LEN}-byte header",
+            "the message is {} bytes long, shorter than the {HEADER_LEN}-byte header",
             bytes.len()
         ))
     })
 }
 
-/// Splits off and parses the fixed header (the version byte is checked by the caller).
+/// Splits off and parses the fixed header (magic and version are checked by the caller).
 fn split_header(bytes: &[u8]) -> Option<(Header, &[u8])> {
     let body = bytes.get(HEADER_LEN..)?;
-    let config_id = bytes.get(1..5)?.try_into().ok()?;
-    let from = bytes.get(5..13)?.try_into().ok()?;
-    let to = bytes.get(13..21)?.try_into().ok()?;
+    let config_id = bytes.get(3..7)?.try_into().ok()?;
+    let from = bytes.get(7..15)?.try_into().ok()?;
+    let to = bytes.get(15..23)?.try_into().ok()?;
     Some((
         Header {
             config_id: u32::from_le_bytes(config_id),
@@ -154,6 +182,37 @@ fn split_header(bytes: &[u8]) -> Option<(Header, &[u8])> {
         },
         body,
     ))
+}
+
+/// A bincode decoding error of the body as a sentence (bincode's own `Display` prints its
+/// `Debug` form).
+fn body_error_text(e: &bincode::error::DecodeError) -> String {
+    use bincode::error::DecodeError as E;
+    let what = match e {
+        E::UnexpectedEnd { additional } => {
+            format!("the body ends {additional} or more bytes too early (truncated message)")
+        }
+        E::LimitExceeded => "the body claims more bytes than the message holds".to_string(),
+        E::InvalidIntegerType { .. } | E::OutsideUsizeRange(_) => {
+            "the body holds an integer that is out of range".to_string()
+        }
+        E::UnexpectedVariant {
+            type_name, found, ..
+        } => format!("the body holds an unknown {type_name} kind {found}"),
+        E::InvalidBooleanValue(v) => {
+            format!("the body holds {v} where a boolean (0 or 1) belongs")
+        }
+        E::Utf8 { .. } | E::InvalidCharEncoding(_) => {
+            "the body holds text that is not valid UTF-8".to_string()
+        }
+        E::ArrayLengthMismatch { required, found } => {
+            format!("the body holds a list of {found} items where {required} belong")
+        }
+        E::Other(s) => s.to_string(),
+        E::OtherString(s) => s.clone(),
+        _ => "the body is not a valid message of this wire-format version".to_string(),
+    };
+    format!("invalid message body: {what}")
 }
 
 /// A close upper estimate of the encoded body size, so that `encode` reserves once.
@@ -394,7 +453,7 @@ mod tests {
             ));
         }
         let mut other = bytes.clone();
-        other[0] = WIRE_VERSION + 1;
+        other[2] = WIRE_VERSION + 1;
         assert_eq!(
             peek_header(&other),
             Err(DecodeError::UnsupportedVersion(WIRE_VERSION + 1))
@@ -424,16 +483,17 @@ mod tests {
             }),
         };
         let bytes = enc(0xA1B2_C3D4, &m);
-        assert_eq!(bytes[0], WIRE_VERSION);
-        assert_eq!(WIRE_VERSION, 1);
-        assert_eq!(HEADER_LEN, 21);
-        assert_eq!(&bytes[1..5], &0xA1B2_C3D4u32.to_le_bytes());
-        assert_eq!(&bytes[5..13], &0x0102_0304_0506_0708u64.to_le_bytes());
-        assert_eq!(&bytes[13..21], &0x1112_1314_1516_1718u64.to_le_bytes());
+        assert_eq!(&bytes[0..2], &[0xCE, 0xA9]);
+        assert_eq!(bytes[2], WIRE_VERSION);
+        assert_eq!(WIRE_VERSION, 2);
+        assert_eq!(HEADER_LEN, 23);
+        assert_eq!(&bytes[3..7], &0xA1B2_C3D4u32.to_le_bytes());
+        assert_eq!(&bytes[7..15], &0x0102_0304_0506_0708u64.to_le_bytes());
+        assert_eq!(&bytes[15..23], &0x1112_1314_1516_1718u64.to_le_bytes());
         // Body: variant Ble (0), variant HeartbeatRequest (0), round 5 as a one-byte
         // varint, then the default status: ballot (0, 0, 0), Unknown (0), two false bools,
         // priority 0, incarnation 0 and clock 0.
-        assert_eq!(&bytes[21..], &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(&bytes[23..], &[0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     }
 
     #[test]
@@ -474,9 +534,9 @@ mod tests {
     fn rejects_empty_short_and_wrong_version() {
         assert!(matches!(decode(&[], MAX), Err(DecodeError::Malformed(_))));
         let bytes = enc(1, &msg(all_bodies().remove(0)));
-        for v in [0u8, 2, 255] {
+        for v in [0u8, 1, 3, 255] {
             let mut b = bytes.clone();
-            b[0] = v;
+            b[2] = v;
             assert_eq!(decode(&b, MAX), Err(DecodeError::UnsupportedVersion(v)));
         }
         for len in 1..HEADER_LEN {
@@ -490,6 +550,44 @@ mod tests {
             decode(&bytes[..HEADER_LEN], MAX),
             Err(DecodeError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn bytes_without_the_magic_are_malformed_not_another_version() {
+        let bytes = enc(1, &msg(all_bodies().remove(0)));
+        let mut texts = Vec::new();
+        for garbage in [
+            &b"hello, world, this is not a message"[..],
+            &[1u8; 40][..],
+            &[0xCE, 0x00, 2][..],
+            &bytes[1..],
+        ] {
+            match decode(garbage, MAX) {
+                Err(DecodeError::Malformed(m)) => {
+                    assert!(m.contains("magic number"), "{m}");
+                    texts.push(m);
+                }
+                other => panic!("{garbage:?}: {other:?}"),
+            }
+            assert!(matches!(
+                peek_header(garbage),
+                Err(DecodeError::Malformed(_))
+            ));
+        }
+        // A version-1 message (no magic) gets a hint about peers' versions.
+        assert!(texts[1].contains("wire version 2"), "{}", texts[1]);
+        // Body errors are sentences, not bincode's Debug output.
+        let mut b = bytes.clone();
+        b[HEADER_LEN + 1] = 99;
+        match decode(&b, MAX) {
+            Err(DecodeError::Malformed(m)) => {
+                assert!(m.starts_with("invalid message body: "), "{m}");
+                assert!(!m.contains("OtherString") && !m.contains('{'), "{m}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = decode(&bytes[..bytes.len() - 1], MAX).unwrap_err();
+        assert!(!format!("{e}").contains("UnexpectedEnd"), "{e}");
     }
 
     #[test]
@@ -551,7 +649,8 @@ mod tests {
 
     /// Body of an AcceptDecide up to (not including) its entries, built by hand.
     fn accept_decide_prefix() -> Vec<u8> {
-        let mut b = vec![WIRE_VERSION];
+        let mut b = MAGIC.to_vec();
+        b.push(WIRE_VERSION);
         b.extend_from_slice(&1u32.to_le_bytes());
         b.extend_from_slice(&1u64.to_le_bytes());
         b.extend_from_slice(&2u64.to_le_bytes());
@@ -642,8 +741,9 @@ mod tests {
             }
             // Mostly valid version bytes and small variant tags, so the body decoder is
             // exercised and not only the header checks.
-            if i % 8 != 0 && !buf.is_empty() {
-                buf[0] = WIRE_VERSION;
+            if i % 8 != 0 && buf.len() > 2 {
+                buf[..2].copy_from_slice(&MAGIC);
+                buf[2] = WIRE_VERSION;
             }
             if i % 2 == 0 && buf.len() > HEADER_LEN + 1 {
                 buf[HEADER_LEN] = (rng.next() % 2) as u8;

@@ -1728,7 +1728,8 @@ fn cluster_on_persistent_storage_survives_node_crashes() {
         // crashed nodes a little later from their directory
         if tick % 40 == 20 && tick < 3600 {
             let victim = rng.below(3) as usize;
-            if nodes[victim].node.take().is_some() {
+            if let Some(n) = nodes[victim].node.take() {
+                n.debug_crash();
                 crashes += 1;
                 last_decided[victim] = 0;
             }

@@ -18,7 +18,7 @@ use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
 use std::fmt::Display;
 use std::marker::PhantomData;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+
 use std::ptr::NonNull;
 
 use crate::errors::{ConfigError, DecodeError, Error, StorageError, StorageErrorKind};
@@ -45,14 +45,17 @@ pub enum omnipaxos_result {
     /// range, an unreadable configuration file, or an unopenable `log_file_path`. The
     /// last-error message names the key or the file.
     OMNIPAXOS_ERR_CONFIG = 3,
-    /// An incoming message is not a message of this library: garbage, truncated, or with
-    /// trailing bytes. The node is unchanged.
+    /// An incoming message is not a message of this library: it does not start with the
+    /// wire format's magic number (garbage, another protocol, or a peer older than wire
+    /// version 2), or it is truncated, has trailing bytes or an invalid body. The node is
+    /// unchanged.
     OMNIPAXOS_ERR_MALFORMED_MESSAGE = 4,
     /// An incoming message is larger than the node's `max_message_bytes`. The node is
     /// unchanged.
     OMNIPAXOS_ERR_MESSAGE_TOO_LARGE = 5,
-    /// An incoming message has a wire-format version this build does not understand
-    /// (see `omnipaxos_wire_version`). The node is unchanged.
+    /// An incoming message starts like a message of this library (its magic number) but has
+    /// a wire-format version this build does not understand (see
+    /// `omnipaxos_wire_version`): a peer runs another version. The node is unchanged.
     OMNIPAXOS_ERR_UNSUPPORTED_VERSION = 6,
     /// An incoming message belongs to another configuration (`config_id`). The node is
     /// unchanged.
@@ -85,13 +88,19 @@ pub enum omnipaxos_result {
     /// it; `omnipaxos_leader` tells which node is. The last-error message names the leader
     /// when one is known.
     OMNIPAXOS_ERR_NOT_LEADER = 16,
+    /// The persistent storage directory belongs to another node or configuration: its
+    /// identity (pid, `config_id`, the set of nodes, recorded when the directory was
+    /// created) differs from the node's configuration. The last-error message names both.
+    /// Nothing was changed. Each configuration's node needs a directory of its own (see the
+    /// README, "Storage identity").
+    OMNIPAXOS_ERR_STORAGE_MISMATCH = 17,
 }
 
 use omnipaxos_result::*;
 
 impl omnipaxos_result {
     /// Every code, in numeric order.
-    const ALL: [omnipaxos_result; 17] = [
+    const ALL: [omnipaxos_result; 18] = [
         OMNIPAXOS_OK,
         OMNIPAXOS_ERR_NULL_PARAMETER,
         OMNIPAXOS_ERR_INVALID_ARGUMENT,
@@ -109,6 +118,7 @@ impl omnipaxos_result {
         OMNIPAXOS_ERR_STORAGE_LOCKED,
         OMNIPAXOS_ERR_PANIC,
         OMNIPAXOS_ERR_NOT_LEADER,
+        OMNIPAXOS_ERR_STORAGE_MISMATCH,
     ];
 
     /// The code with number `code`, if there is one.
@@ -136,6 +146,9 @@ impl omnipaxos_result {
             OMNIPAXOS_ERR_STORAGE_CORRUPTION => b"storage corruption\0",
             OMNIPAXOS_ERR_STORAGE_LOCKED => b"storage locked by another node\0",
             OMNIPAXOS_ERR_PANIC => b"internal error (a bug in libomnipaxos)\0",
+            OMNIPAXOS_ERR_STORAGE_MISMATCH => {
+                b"storage directory of another node or configuration\0"
+            }
         }
     }
 }
@@ -177,6 +190,7 @@ impl From<Error> for Failure {
                 StorageErrorKind::Corruption => OMNIPAXOS_ERR_STORAGE_CORRUPTION,
                 StorageErrorKind::Locked => OMNIPAXOS_ERR_STORAGE_LOCKED,
                 StorageErrorKind::OutOfRange => OMNIPAXOS_ERR_OUT_OF_RANGE,
+                StorageErrorKind::Mismatch => OMNIPAXOS_ERR_STORAGE_MISMATCH,
             },
             Error::Decode(DecodeError::Malformed(_)) => OMNIPAXOS_ERR_MALFORMED_MESSAGE,
             Error::Decode(DecodeError::TooLarge { .. }) => OMNIPAXOS_ERR_MESSAGE_TOO_LARGE,
@@ -270,22 +284,32 @@ impl<T> PanicValue for *mut T {
 /// into C), recorded as the last error, and turned into `R::on_panic()`.
 #[inline]
 pub(crate) fn guard<R: PanicValue>(body: impl FnOnce() -> R) -> R {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    // (`quiet::catch`: the panic message goes to the last error, never to stderr)
+    match crate::quiet::catch(body) {
         Ok(value) => value,
         Err(payload) => {
-            let detail = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic with a non-text payload".to_string());
+            let detail = crate::quiet::take_last_panic()
+                .unwrap_or_else(|| crate::quiet::payload_text(payload.as_ref()));
             // Dropping the payload runs foreign code (its Drop); keep that inside a guard too.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            let _ = crate::quiet::catch(move || drop(payload));
             set_last_error(format_args!(
                 "internal error (a bug in libomnipaxos, please report it): {detail}"
             ));
             R::on_panic()
         }
     }
+}
+
+/// Panics with `message` inside the C boundary's guard and returns the result code and the
+/// last-error message: for tests that check that a caught panic prints nothing.
+#[doc(hidden)]
+pub fn debug_guarded_panic(message: &str) -> (omnipaxos_result, String) {
+    let code = call(|| panic!("{message}"));
+    let mut buf = vec![0 as c_char; 4096];
+    // SAFETY: `buf` holds `buf.len()` bytes.
+    let n = unsafe { copy_last_error(buf.as_mut_ptr(), buf.len()) }.min(buf.len() - 1);
+    let text: Vec<u8> = buf[..n].iter().map(|&c| c as u8).collect();
+    (code, String::from_utf8_lossy(&text).into_owned())
 }
 
 /// Runs the body of an `extern "C"` function that returns an [`omnipaxos_result`]: an
@@ -586,7 +610,7 @@ mod tests {
             assert_eq!(d.last(), Some(&0));
             assert!(!d[..d.len() - 1].contains(&0));
         }
-        assert_eq!(omnipaxos_result::from_code(17), None);
+        assert_eq!(omnipaxos_result::from_code(18), None);
         assert_eq!(omnipaxos_result::from_code(u32::MAX), None);
     }
 

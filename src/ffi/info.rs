@@ -20,8 +20,9 @@ pub extern "C" fn omnipaxos_version() -> *const c_char {
     guard(|| concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast())
 }
 
-/// The wire-format version this build writes and accepts (the first byte of every
-/// message). Nodes exchanging messages must use the same wire version. Thread-safe.
+/// The wire-format version this build writes and accepts (the third byte of every
+/// message, after the 2-byte magic number 0xCE 0xA9; 2 since the magic number was added).
+/// Nodes exchanging messages must use the same wire version. Thread-safe.
 #[no_mangle]
 pub extern "C" fn omnipaxos_wire_version() -> u32 {
     guard(|| u32::from(crate::wire::WIRE_VERSION))

@@ -8,12 +8,13 @@ use crate::wire;
 /// (`*from`) and its receiver (`*to`). Use it to route messages when one server runs the
 /// nodes of two configurations during a reconfiguration (see `omnipaxos_reconfigure`):
 /// give each message to the node whose configuration it names. Only the fixed header (the
-/// first 21 bytes) is read; `omnipaxos_handle_incoming` still checks the whole message.
+/// first 23 bytes: a 2-byte magic number, the wire-format version, `config_id`, `from`,
+/// `to`) is read; `omnipaxos_handle_incoming` still checks the whole message.
 ///
 /// `from` and `to` may be NULL when not wanted. Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`
 /// (`config_id` NULL, or `msg` NULL with `len > 0`); `OMNIPAXOS_ERR_MALFORMED_MESSAGE`
-/// (shorter than the header); `OMNIPAXOS_ERR_UNSUPPORTED_VERSION` (another wire-format
-/// version). On error nothing is written. Thread-safe.
+/// (not starting with the magic number, or shorter than the header);
+/// `OMNIPAXOS_ERR_UNSUPPORTED_VERSION` (a header of another wire-format version). On error nothing is written. Thread-safe.
 ///
 /// # Safety
 /// `msg` is NULL or points to `len` readable bytes; `config_id`, `from` and `to` are NULL

@@ -46,6 +46,17 @@ pub(crate) struct Node {
     state: Mutex<State>,
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A call panicked half way through: what it changed is not written at the close
+        // (as in a crash; what was committed before stays).
+        if self.state.is_poisoned() {
+            let state = self.state.get_mut().unwrap_or_else(|p| p.into_inner());
+            state.paxos.abandon();
+        }
+    }
+}
+
 impl Castable for omnipaxos_node {
     type Ownership = Boxed;
     type RustType = Node;
@@ -247,10 +258,15 @@ fn entry_list(list: EntryList) -> *mut omnipaxos_entries {
 /// call `omnipaxos_fail_recovery` next. When `log_file_path` is set, its parent
 /// directories are created and the file is opened for appending.
 ///
+/// The file must be a regular file of at most 64 KiB (a FIFO, a device or a directory is
+/// refused without being read); `include` is not supported.
+///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER` (`path` or `out` NULL);
 /// `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`path` not UTF-8); `OMNIPAXOS_ERR_CONFIG` (unreadable
-/// file, bad HOCON, missing/ill-typed/invalid key, unopenable `log_file_path`; the last
-/// error names the file or key); `OMNIPAXOS_ERR_STORAGE_*` (the storage cannot be opened).
+/// or non-regular file, bad HOCON, missing/ill-typed/invalid key, unopenable
+/// `log_file_path`; the last error names the file or key); `OMNIPAXOS_ERR_STORAGE_*` (the
+/// storage cannot be opened); `OMNIPAXOS_ERR_STORAGE_MISMATCH` (the persistent directory
+/// belongs to another pid or configuration).
 /// On error `*out` is not written.
 ///
 /// # Safety
@@ -304,7 +320,11 @@ pub unsafe extern "C" fn omnipaxos_node_from_hocon_str(
     })
 }
 
-/// Frees a node: its memory, its outgoing buffers, its storage handles and its log file.
+/// Closes and frees a node: on persistent storage it first writes what the node owes its
+/// storage (writes not yet committed, and the lazily written decided index: a node
+/// reopened on the directory reports what was decided; a failure, such as a full disk, is
+/// ignored and loses nothing committed), then frees its memory, its outgoing buffers, its
+/// storage handles (releasing the directory lock) and its log file.
 /// NULL is allowed (does nothing). Pointers from `omnipaxos_take_outgoing` on this node
 /// become invalid; entry lists read from it stay valid. No other thread may use the node
 /// during or after this call.
@@ -586,12 +606,13 @@ pub unsafe extern "C" fn omnipaxos_election_timeout(node: *mut omnipaxos_node) -
 }
 
 /// The decided index: entries `0 .. *out - 1` are decided (`*out` entries in all, trimmed
-/// ones included). It never decreases while the node runs. With persistent storage,
-/// pending writes are made durable first, so every entry reported decided is on this
-/// node's disk (and a majority's) and survives a crash. The index itself is written
-/// lazily (at the latest one resend period later, like Raft's commit index): after a crash
-/// and `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings
-/// the node up to date; a decided entry never changes. Once a StopSign is decided (see
+/// ones included). It never decreases while the node runs. It is the decided index as of
+/// the last commit (`omnipaxos_take_outgoing` commits), so every entry reported decided is
+/// on this node's disk (and a majority's) and survives a crash; reading it writes nothing
+/// (no fsync). The index itself is written lazily (at the latest one resend period later,
+/// like Raft's commit index, and by `omnipaxos_node_free`): after a crash and
+/// `omnipaxos_fail_recovery` it may start lower and rises again as the leader brings the
+/// node up to date; a decided entry never changes. Once a StopSign is decided (see
 /// `omnipaxos_reconfigure`), it is the last of these: index `*out - 1` holds the StopSign
 /// (`omnipaxos_read` gives it as `OMNIPAXOS_ENTRY_STOPSIGN`; the functions that read
 /// entry ranges stop before it).
@@ -1000,7 +1021,7 @@ pub unsafe extern "C" fn omnipaxos_reconfigure(
 }
 
 /// Whether this configuration is stopped (`*out`): a StopSign is decided and is the last
-/// entry of the log. Pending writes are made durable first, as in `omnipaxos_decided_idx`.
+/// entry of the log. Like `omnipaxos_decided_idx`, it writes nothing.
 /// After a crash and `omnipaxos_fail_recovery` it may read false again until the leader
 /// tells the node again that the StopSign is decided (appends fail with
 /// `OMNIPAXOS_ERR_STOPPED` meanwhile).

@@ -796,6 +796,12 @@ impl SequencePaxos {
         Ok(())
     }
 
+    /// Before the node stops: commits pending writes and makes the decided index durable
+    /// (see `Storage::close`).
+    pub fn close(&mut self) -> std::result::Result<(), StorageError> {
+        self.storage.close()
+    }
+
     /// Asks the next commit to make the decided index durable if it lags (called on
     /// resend ticks, so a lazy decided index is synced within one resend period).
     pub fn sync_decided_soon(&mut self) {

@@ -35,7 +35,7 @@ pub use memory::MemoryStorage;
 
 use crate::entries::Entries;
 use crate::errors::StorageError;
-use crate::messages::{Ballot, StopSign};
+use crate::messages::{Ballot, NodeId, StopSign};
 
 /// Durable state of a Sequence Paxos acceptor and its log.
 ///
@@ -81,6 +81,21 @@ pub trait Storage: Send {
     /// `commit` already does.
     fn sync_decided(&mut self) -> Result<(), StorageError> {
         self.commit()
+    }
+    /// Called once when the node stops cleanly: commits what is pending and makes the
+    /// decided index durable (a crash would lose it, see [`Storage::sync_decided`]). The
+    /// default does nothing: storage that does not survive the process owes nothing, and a
+    /// test storage that simulates crashes keeps its crash semantics.
+    fn close(&mut self) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// Checks that this storage belongs to the node `id` (called once, when a node is
+    /// created on it): persistent storage records the identity of the first node created
+    /// on a directory and refuses any other with a `Mismatch` error naming both. The
+    /// default accepts every node.
+    fn check_identity(&mut self, id: &StorageIdentity) -> Result<(), StorageError> {
+        let _ = id;
+        Ok(())
     }
     /// Whether `commit` waits for the disk (an fsync). The node then sends the leader's
     /// replication messages before its own commit, so that its disk write and the
@@ -145,6 +160,12 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn commit_waits_for_disk(&self) -> bool {
         (**self).commit_waits_for_disk()
     }
+    fn close(&mut self) -> Result<(), StorageError> {
+        (**self).close()
+    }
+    fn check_identity(&mut self, id: &StorageIdentity) -> Result<(), StorageError> {
+        (**self).check_identity(id)
+    }
     fn set_stopsign(&mut self, ss: Option<StopSign>) -> Result<(), StorageError> {
         (**self).set_stopsign(ss)
     }
@@ -163,6 +184,43 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
 }
 
 use crate::config::StorageConfig;
+
+/// The node a storage belongs to (see [`Storage::check_identity`]): its pid and its
+/// configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageIdentity {
+    /// The node's pid.
+    pub pid: NodeId,
+    /// The configuration's id.
+    pub config_id: u32,
+    /// Every server of the configuration (the pid included), sorted.
+    pub nodes: Vec<NodeId>,
+}
+
+impl StorageIdentity {
+    /// The identity of the node `config` describes.
+    pub fn of(config: &crate::config::Config) -> Self {
+        let mut nodes = config.peers.clone();
+        nodes.push(config.pid);
+        nodes.sort_unstable();
+        nodes.dedup();
+        StorageIdentity {
+            pid: config.pid,
+            config_id: config.config_id,
+            nodes,
+        }
+    }
+}
+
+impl std::fmt::Display for StorageIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} of configuration {} (nodes {:?})",
+            self.pid, self.config_id, self.nodes
+        )
+    }
+}
 
 /// Opens the storage a configuration asks for.
 pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>, StorageError> {

@@ -283,18 +283,18 @@ static int file_exists(const char *path) {
 static void test_version(void) {
     CHECK(omnipaxos_version() != NULL);
     CHECK(strcmp(omnipaxos_version(), OMNIPAXOS_VERSION) == 0);
-    CHECK(omnipaxos_wire_version() == 1);
+    CHECK(omnipaxos_wire_version() == 2);
 }
 
 static void test_strerror(void) {
-    for (int code = OMNIPAXOS_OK; code <= OMNIPAXOS_ERR_NOT_LEADER; code++) {
+    for (int code = OMNIPAXOS_OK; code <= OMNIPAXOS_ERR_STORAGE_MISMATCH; code++) {
         const char *s = omnipaxos_strerror((omnipaxos_result)code);
         CHECK(s != NULL && s[0] != '\0');
         CHECK(strcmp(s, "unknown error code") != 0);
         for (int other = OMNIPAXOS_OK; other < code; other++)
             CHECK(strcmp(s, omnipaxos_strerror((omnipaxos_result)other)) != 0);
     }
-    CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)17), "unknown error code") == 0);
+    CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)18), "unknown error code") == 0);
     CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)9999), "unknown error code") == 0);
     CHECK(strcmp(omnipaxos_strerror((omnipaxos_result)-1), "unknown error code") == 0);
     CHECK(strcmp(omnipaxos_strerror(OMNIPAXOS_OK), "success") == 0);
@@ -459,6 +459,75 @@ static void test_persistent_storage(void) {
     omnipaxos_node_free(node);
 }
 
+/* Issue 12: the storage knows whose it is, deleting LOCK does not unlock, a clean close
+ * keeps the decided index, the configuration file must be a regular file without
+ * includes. */
+static void persistent_trio(cluster *c, const char *tag) {
+    memset(c, 0, sizeof *c);
+    c->count = 3;
+    const char *peers[3] = {"[2, 3]", "[1, 3]", "[1, 2]"};
+    for (int i = 0; i < 3; i++) {
+        char extra[512];
+        snprintf(extra, sizeof extra,
+                 "storage { type = persistent, path = \"%s/%s%d\", sync = never }", tmpdir, tag,
+                 i + 1);
+        c->pid[i] = (uint64_t)(i + 1);
+        c->n[i] = node_new(1, c->pid[i], peers[i], extra);
+    }
+}
+
+static void test_hardening(void) {
+    char text[1024];
+    /* Identity: the directory of pid 1 refuses pid 2, naming both. */
+    snprintf(text, sizeof text,
+             "pid = 1\npeers = [2, 3]\nstorage { type = persistent, path = \"%s/ident\" }",
+             tmpdir);
+    omnipaxos_node *node = NULL;
+    CHECK_RC(node_from(text, &node), OMNIPAXOS_OK);
+    /* Deleting LOCK lets no second node in. */
+    char lock[512];
+    snprintf(lock, sizeof lock, "%s/ident/LOCK", tmpdir);
+    unlink(lock);
+    omnipaxos_node *second = NULL;
+    CHECK_RC(node_from(text, &second), OMNIPAXOS_ERR_STORAGE_LOCKED);
+    omnipaxos_node_free(node);
+    snprintf(text, sizeof text,
+             "pid = 2\npeers = [1, 3]\nstorage { type = persistent, path = \"%s/ident\" }",
+             tmpdir);
+    CHECK_RC(node_from(text, &second), OMNIPAXOS_ERR_STORAGE_MISMATCH);
+    CHECK_ERR_HAS("pid 1 of configuration 1");
+    CHECK_ERR_HAS("pid 2 of configuration 1");
+    CHECK(second == NULL);
+    CHECK(strcmp(omnipaxos_strerror(OMNIPAXOS_ERR_STORAGE_MISMATCH), "unknown error code") != 0);
+
+    /* A clean close keeps the decided index, with and without fail_recovery. */
+    cluster c;
+    persistent_trio(&c, "close");
+    omnipaxos_node *l = cluster_find(&c, elect(&c));
+    REQUIRE(l != NULL);
+    for (int i = 0; i < 10; i++) append_text(&c, l, "decided before the close");
+    CHECK(run_until_decided(&c, 10, 2000));
+    cluster_free(&c);
+    for (int recover = 0; recover < 2; recover++) {
+        persistent_trio(&c, "close");
+        for (int i = 0; i < 3; i++) {
+            if (recover) CHECK_RC(omnipaxos_fail_recovery(c.n[i]), OMNIPAXOS_OK);
+            CHECK(decided(c.n[i]) >= 10);
+        }
+        cluster_free(&c);
+    }
+
+    /* Configuration files: a FIFO is refused at once, includes are refused. */
+    char fifo[512];
+    snprintf(fifo, sizeof fifo, "%s/node.conf.fifo", tmpdir);
+    REQUIRE(mkfifo(fifo, 0600) == 0);
+    CHECK_RC(omnipaxos_node_from_hocon_file(fifo, &node), OMNIPAXOS_ERR_CONFIG);
+    CHECK_ERR_HAS("FIFO");
+    CHECK_CREATE_FAILS("pid = 1\npeers = [2]\ninclude \"/dev/zero\"", OMNIPAXOS_ERR_CONFIG,
+                       "`include` is not supported");
+    CHECK_CREATE_FAILS("pid = ${pid}\npeers = [2]", OMNIPAXOS_ERR_CONFIG, "itself");
+}
+
 /* NULL for every pointer parameter, on a live node; out-parameters stay untouched. */
 static void test_null_parameters(void) {
     omnipaxos_node *node = node_new(1, 1, "[2, 3]", NULL);
@@ -618,7 +687,7 @@ static void test_bad_messages(void) {
     omnipaxos_node *n1 = c.n[0];
     uint8_t msg[4096];
     size_t len = message_between(c.n[1], 1, msg, sizeof msg);
-    REQUIRE(len > 21);
+    REQUIRE(len > 23);
     uint64_t d_before = decided(n1);
 
     /* The good message is accepted (later in this test). Now every broken variant. */
@@ -629,10 +698,13 @@ static void test_bad_messages(void) {
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, 1), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     bad[len] = 0x42;
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, len + 1), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
-    bad[0] = 0xEE;
+    bad[2] = 0xEE; /* the version byte, after the 2-byte magic */
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, len), OMNIPAXOS_ERR_UNSUPPORTED_VERSION);
+    bad[0] = 0x68; /* no magic: garbage, not another version */
+    CHECK_RC(omnipaxos_handle_incoming(n1, bad, len), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
+    CHECK_ERR_HAS("magic number");
     memcpy(bad, msg, len);
-    for (size_t i = 21; i < len; i++) bad[i] = 0xFF;
+    for (size_t i = 23; i < len; i++) bad[i] = 0xFF;
     CHECK_RC(omnipaxos_handle_incoming(n1, bad, len), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     for (size_t i = 0; i < sizeof bad; i++) bad[i] = (uint8_t)(i * 131 + 7);
     bad[0] = 1;
@@ -644,7 +716,7 @@ static void test_bad_messages(void) {
     omnipaxos_node *other = node_new(2, 2, "[1, 3]", NULL);
     uint8_t other_msg[4096];
     size_t other_len = message_between(other, 1, other_msg, sizeof other_msg);
-    REQUIRE(other_len > 21);
+    REQUIRE(other_len > 23);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len),
              OMNIPAXOS_ERR_WRONG_CONFIGURATION);
     /* Its header tells which configuration it belongs to, without a node. */
@@ -655,27 +727,29 @@ static void test_bad_messages(void) {
     cid = 0;
     CHECK_RC(omnipaxos_message_header(msg, len, &cid, NULL, NULL), OMNIPAXOS_OK);
     CHECK(cid == 1);
-    CHECK_RC(omnipaxos_message_header(msg, 21, &cid, NULL, &to), OMNIPAXOS_OK); /* header only */
+    CHECK_RC(omnipaxos_message_header(msg, 23, &cid, NULL, &to), OMNIPAXOS_OK); /* header only */
     cid = 77;
-    CHECK_RC(omnipaxos_message_header(msg, 20, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
+    CHECK_RC(omnipaxos_message_header(msg, 22, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     CHECK(cid == 77);
     CHECK_RC(omnipaxos_message_header(NULL, 0, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     CHECK_RC(omnipaxos_message_header(NULL, 5, &cid, NULL, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
     CHECK_RC(omnipaxos_message_header(msg, len, NULL, NULL, NULL), OMNIPAXOS_ERR_NULL_PARAMETER);
     memcpy(bad, msg, len);
-    bad[0] = 0xEE;
+    bad[2] = 0xEE;
     CHECK_RC(omnipaxos_message_header(bad, len, &cid, NULL, NULL), OMNIPAXOS_ERR_UNSUPPORTED_VERSION);
+    bad[0] = 0xEE;
+    CHECK_RC(omnipaxos_message_header(bad, len, &cid, NULL, NULL), OMNIPAXOS_ERR_MALFORMED_MESSAGE);
     omnipaxos_node_free(other);
     /* From a pid that is not a peer. */
     omnipaxos_node *stranger = node_new(1, 9, "[1, 2, 3]", NULL);
     other_len = message_between(stranger, 1, other_msg, sizeof other_msg);
-    REQUIRE(other_len > 21);
+    REQUIRE(other_len > 23);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len), OMNIPAXOS_ERR_UNKNOWN_SENDER);
     CHECK_ERR_HAS("9");
     omnipaxos_node_free(stranger);
     /* Addressed to another node. */
     other_len = message_between(c.n[1], 3, other_msg, sizeof other_msg);
-    REQUIRE(other_len > 21);
+    REQUIRE(other_len > 23);
     CHECK_RC(omnipaxos_handle_incoming(n1, other_msg, other_len), OMNIPAXOS_ERR_UNKNOWN_SENDER);
 
     CHECK(decided(n1) == d_before);
@@ -1120,6 +1194,7 @@ int main(void) {
     test_config_errors();
     test_log_file();
     test_persistent_storage();
+    test_hardening();
     test_null_parameters();
     test_buffer_full();
     test_batch_and_contiguous();

@@ -589,8 +589,10 @@ impl Cluster {
         if self.cut.contains(&(from, to)) {
             return;
         }
-        // Byte 21 is the bincode variant of `Body`: 0 = Ble, 1 = Paxos.
-        if self.cut_paxos.contains(&(from, to)) && bytes.get(21) == Some(&1) {
+        // The body's first byte is the bincode variant of `Body`: 0 = Ble, 1 = Paxos.
+        if self.cut_paxos.contains(&(from, to))
+            && bytes.get(omnipaxos::wire::HEADER_LEN) == Some(&1)
+        {
             return;
         }
         if self.rng.chance(self.net.drop) {

@@ -34,6 +34,7 @@ class ResultCode(enum.IntEnum):
     STORAGE_LOCKED = 14
     PANIC = 15
     NOT_LEADER = 16
+    STORAGE_MISMATCH = 17
 
 
 class OmniPaxosError(Exception):
@@ -96,8 +97,9 @@ class ConfigError(OmniPaxosError):
 
 
 class MalformedMessageError(OmniPaxosError):
-    """``OMNIPAXOS_ERR_MALFORMED_MESSAGE``: an incoming message is garbage, truncated or has
-    trailing bytes. The node is unchanged."""
+    """``OMNIPAXOS_ERR_MALFORMED_MESSAGE``: an incoming message is not one of this library
+    (it does not start with the wire format's magic number), or it is truncated, has
+    trailing bytes or an invalid body. The node is unchanged."""
 
 
 class MessageTooLargeError(OmniPaxosError):
@@ -105,8 +107,9 @@ class MessageTooLargeError(OmniPaxosError):
 
 
 class UnsupportedVersionError(OmniPaxosError):
-    """``OMNIPAXOS_ERR_UNSUPPORTED_VERSION``: the message's wire-format version byte is not
-    one this build understands (see :func:`omnipaxos.wire_version`)."""
+    """``OMNIPAXOS_ERR_UNSUPPORTED_VERSION``: the message starts like one of this library but
+    its wire-format version is not one this build understands (see
+    :func:`omnipaxos.wire_version`): a peer runs another version."""
 
 
 class WrongConfigurationError(OmniPaxosError):
@@ -146,6 +149,11 @@ class StorageLockedError(StorageError):
     """``OMNIPAXOS_ERR_STORAGE_LOCKED``: the storage path is held by another live node."""
 
 
+class StorageMismatchError(StorageError):
+    """``OMNIPAXOS_ERR_STORAGE_MISMATCH``: the storage directory belongs to another node or
+    configuration (the message names both identities); nothing was changed."""
+
+
 class InternalError(OmniPaxosError):
     """``OMNIPAXOS_ERR_PANIC``: an internal bug of the library, caught at the C boundary.
     Please report it with the message."""
@@ -175,6 +183,7 @@ ERROR_CLASSES: Dict[ResultCode, Type[OmniPaxosError]] = {
     ResultCode.STORAGE_LOCKED: StorageLockedError,
     ResultCode.PANIC: InternalError,
     ResultCode.NOT_LEADER: NotLeaderError,
+    ResultCode.STORAGE_MISMATCH: StorageMismatchError,
 }
 
 

@@ -175,7 +175,8 @@ def version() -> str:
 
 
 def wire_version() -> int:
-    """The wire-format version this library speaks (the first byte of every message)."""
+    """The wire-format version this library speaks (the third byte of every message, after
+    the 2-byte magic number ``b"\\xce\\xa9"``)."""
     return int(_ffi.lib().omnipaxos_wire_version())
 
 
@@ -332,7 +333,10 @@ class OmniPaxos:
     # -- lifetime -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Frees the node. Idempotent; afterwards every method raises ClosedError."""
+        """Frees the node. Idempotent; afterwards every method raises ClosedError.
+
+        On persistent storage it first writes what the node owes its storage, the decided
+        index included, so that the node reopened reports what was decided."""
         lock = getattr(self, "_lock", None)
         if lock is None:
             return
@@ -586,9 +590,10 @@ class OmniPaxos:
     @property
     def decided_idx(self) -> int:
         """The decided index: entries ``0 .. decided_idx - 1`` are decided (and in this
-        node's durable log). It never decreases while the node runs; it is written to disk
-        lazily, so after a crash and :meth:`fail_recovery` it may restart lower until the
-        leader brings the node up to date (decided entries never change)."""
+        node's durable log), as of the last :meth:`outgoing` call; reading it writes nothing.
+        It never decreases while the node runs; it is written to disk lazily (and by
+        :meth:`close`), so after a crash and :meth:`fail_recovery` it may restart lower until
+        the leader brings the node up to date (decided entries never change)."""
         return self._get_u64(self._lib.omnipaxos_decided_idx)
 
     def _leader(self) -> Tuple[int, Ballot]:

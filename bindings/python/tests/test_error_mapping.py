@@ -25,6 +25,7 @@ EXPECTED = {
     14: omnipaxos.StorageLockedError,
     15: omnipaxos.InternalError,
     16: omnipaxos.NotLeaderError,
+    17: omnipaxos.StorageMismatchError,
 }
 
 
@@ -35,7 +36,7 @@ def test_codes_match_the_c_header() -> None:
         "MALFORMED_MESSAGE": 4, "MESSAGE_TOO_LARGE": 5, "UNSUPPORTED_VERSION": 6,
         "WRONG_CONFIGURATION": 7, "UNKNOWN_SENDER": 8, "BUFFER_FULL": 9, "STOPPED": 10,
         "OUT_OF_RANGE": 11, "STORAGE_IO": 12, "STORAGE_CORRUPTION": 13,
-        "STORAGE_LOCKED": 14, "PANIC": 15, "NOT_LEADER": 16,
+        "STORAGE_LOCKED": 14, "PANIC": 15, "NOT_LEADER": 16, "STORAGE_MISMATCH": 17,
     }  # fmt: skip
     assert {c.name: c.value for c in ResultCode} == names
 

@@ -170,7 +170,7 @@ def rejected(node: OmniPaxos, msg: bytes, cls: Type[omnipaxos.OmniPaxosError]) -
 
 def test_garbage_messages(cluster: LocalCluster) -> None:
     node = cluster[2]
-    v = bytes([omnipaxos.wire_version()])
+    v = b"\xce\xa9" + bytes([omnipaxos.wire_version()])
     rejected(node, b"", omnipaxos.MalformedMessageError)
     rejected(node, v, omnipaxos.MalformedMessageError)
     rejected(node, v + b"\xff" * 40, omnipaxos.MalformedMessageError)
@@ -187,8 +187,15 @@ def test_truncated_messages(cluster: LocalCluster) -> None:
 
 def test_unsupported_version(cluster: LocalCluster) -> None:
     good = a_message(cluster)
-    err = rejected(cluster[2], bytes([99]) + good[1:], omnipaxos.UnsupportedVersionError)
+    err = rejected(cluster[2], good[:2] + bytes([99]) + good[3:], omnipaxos.UnsupportedVersionError)
     assert "99" in err.message
+
+
+def test_garbage_is_malformed_not_a_version(cluster: LocalCluster) -> None:
+    good = a_message(cluster)
+    for junk in (b"hello, this is not a message at all", bytes([99]) + good[1:], good[1:]):
+        err = rejected(cluster[2], junk, omnipaxos.MalformedMessageError)
+        assert "magic number" in err.message
 
 
 def test_message_of_another_configuration(cluster: LocalCluster) -> None:

@@ -85,7 +85,7 @@ def test_hostile_peers_and_bad_hellos_do_not_hurt(kv: Any) -> None:
     # A "peer" sending garbage: rejected by the library, logged, the node keeps working.
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         framing.send_frame(s, framing.peer_hello(1))
-        for junk in (b"", b"\x01garbage", b"\x63" + bytes(40), bytes(range(256))):
+        for junk in (b"", b"\x01garbage", b"\xce\xa9\x63" + bytes(40), bytes(range(256))):
             framing.send_frame(s, junk)
     # A bad hello and an oversized frame header: the connection is dropped.
     for first in (framing.encode_frame(b"HELLO?"), (2**31).to_bytes(4, "big")):

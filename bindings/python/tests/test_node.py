@@ -21,7 +21,7 @@ def test_versions() -> None:
     cargo = (REPO / "Cargo.toml").read_text()
     m = re.search(r'^version\s*=\s*"([^"]+)"', cargo, re.M)
     assert m is not None and m.group(1) == v
-    assert omnipaxos.wire_version() == 1
+    assert omnipaxos.wire_version() == 2
     assert omnipaxos.__version__ == v
 
 
@@ -108,7 +108,8 @@ def test_outgoing_messages_are_copies(cluster: LocalCluster) -> None:
     node.election_timeout()
     first = node.outgoing()
     assert first and all(isinstance(m, bytes) and to in (2, 3) for to, m in first)
-    assert all(m[0] == omnipaxos.wire_version() for _, m in first)
+    # A 2-byte magic number, then the wire-format version.
+    assert all(m[:2] == b"\xce\xa9" and m[2] == omnipaxos.wire_version() for _, m in first)
     saved = [(to, bytes(m)) for to, m in first]
     for _ in range(5):
         node.election_timeout()

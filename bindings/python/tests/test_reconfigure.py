@@ -131,10 +131,10 @@ def test_message_header_names_the_configuration(cluster: LocalCluster) -> None:
     receiver, data = out[0]
     h = omnipaxos.message_header(data)
     assert h == omnipaxos.MessageHeader(config_id=1, sender=1, receiver=receiver)
-    assert omnipaxos.message_header(bytearray(data[:21])).config_id == 1  # header only
+    assert omnipaxos.message_header(bytearray(data[:23])).config_id == 1  # header only
     with pytest.raises(omnipaxos.MalformedMessageError):
         omnipaxos.message_header(data[:20])
     with pytest.raises(omnipaxos.UnsupportedVersionError):
-        omnipaxos.message_header(b"\xee" + data[1:])
+        omnipaxos.message_header(data[:2] + b"\xee" + data[3:])
     with pytest.raises(TypeError):
         omnipaxos.message_header("text")  # type: ignore[arg-type]

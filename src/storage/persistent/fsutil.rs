@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicI32, Ordering as AtomicOrdering};
 use std::sync::Mutex;
 
 use crate::errors::{StorageError, StorageErrorKind};
@@ -62,7 +63,49 @@ pub(super) fn write_atomic(
     write_atomic_padded(dir, name, bytes, 0, sync)
 }
 
-/// [`write_atomic`], with the file extended by `zeros` zero bytes after `bytes` (sparse).
+/// Makes the first `len` bytes of `f` really allocated on disk (extending the file to
+/// `len` when it is shorter): `posix_fallocate`, or writing zeros over what lies past the
+/// end of the file where the file system cannot preallocate. A file that is read or
+/// written through a memory map must have no hole: touching an unallocated page of a
+/// full file system raises SIGBUS (tmpfs allocates even on a read). On a full disk this
+/// fails with an `Io` error instead.
+pub(super) fn allocate(f: &File, path: &Path, len: u64) -> Result<(), StorageError> {
+    use std::os::unix::fs::FileExt;
+    let Ok(off_len) = libc::off_t::try_from(len) else {
+        return Err(io_err(
+            "allocate",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "length out of range"),
+        ));
+    };
+    if off_len == 0 {
+        return Ok(());
+    }
+    loop {
+        // SAFETY: posix_fallocate on a valid, owned descriptor; no memory is involved. It
+        // returns the error number instead of setting errno.
+        let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, off_len) };
+        match rc {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => break,
+            e => return Err(io_err("allocate", path, io::Error::from_raw_os_error(e))),
+        }
+    }
+    // No preallocation here: write zeros past the end of the file.
+    let mut at = f.metadata().map_err(|e| io_err("stat", path, e))?.len();
+    let zeros = [0u8; 64 << 10];
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        f.write_all_at(&zeros[..n], at)
+            .map_err(|e| io_err("allocate (write zeros to)", path, e))?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// [`write_atomic`], with the file extended by `zeros` zero bytes after `bytes`, allocated
+/// (see [`allocate`]: the index files it writes are memory-mapped).
 pub(super) fn write_atomic_padded(
     dir: &Path,
     name: &str,
@@ -80,8 +123,11 @@ pub(super) fn write_atomic_padded(
         .map_err(|e| io_err("create", &tmp, e))?;
     f.write_all(bytes).map_err(|e| io_err("write", &tmp, e))?;
     if zeros > 0 {
-        f.set_len(bytes.len() as u64 + zeros)
-            .map_err(|e| io_err("resize", &tmp, e))?;
+        if let Err(e) = allocate(&f, &tmp, bytes.len() as u64 + zeros) {
+            drop(f);
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
     }
     if sync {
         fdatasync(&f, &tmp)?;
@@ -112,34 +158,100 @@ pub(super) fn remove_optional(path: &Path) -> Result<(), StorageError> {
     }
 }
 
-/// The lock on a storage directory: a POSIX write lock (`fcntl(F_SETLK)`) on `dir/LOCK`
-/// against other processes, and a process-wide registry against a second open in this
-/// process. Released on drop; the kernel releases the POSIX lock when the process dies.
+/// The lock on a storage directory: `flock(LOCK_EX)` on the directory itself, which no
+/// removal of files can undo (a lock on a `LOCK` file was defeated by deleting the file:
+/// the next process created a new one and locked that), plus a process-wide registry that
+/// names the culprit when a second open comes from this process. Released on drop, and by
+/// the kernel when the process dies. The holder's pid is written to `dir/LOCK` for the
+/// error message of whoever finds the directory locked; that file plays no part in the
+/// locking.
 ///
-/// Why not `flock`: a `flock` belongs to the open file description, which every child
-/// process forked by any thread inherits until it execs (or forever, for a fork without
-/// exec such as Python's `multiprocessing`), so a storage closed and reopened while the
-/// program spawns processes could find its own directory "locked". POSIX locks are not
-/// inherited. Their one trap, that closing *any* descriptor of the file drops the process's
-/// lock, is avoided by never opening `LOCK` while this process holds it (the registry is
-/// checked first, by device and inode).
+/// A `flock` belongs to the open file description, which a child process inherits: the
+/// descriptor is close-on-exec, and a child forked without exec (Python's
+/// `multiprocessing`, say) gets its copy replaced by `/dev/null` at once (a
+/// `pthread_atfork` handler), so a directory closed by the parent is never kept locked by
+/// a child. A process being spawned holds its copy until its exec (`posix_spawn` runs no
+/// fork handler), so a busy lock is retried for up to 200 ms before it is reported.
 pub(super) struct DirLock {
     file: Option<File>,
     key: (u64, u64),
 }
 
-/// (device, inode) of the `LOCK` files this process holds.
+/// (device, inode) of the directories this process holds.
 static HELD: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+/// The descriptors of the locked directories (-1: a free slot), for the fork handler:
+/// lock-free, because a fork may happen while another thread is in the middle of an update.
+/// A process holding more locks than slots leaves the rest to the child (as without the
+/// handler).
+static LOCK_FDS: [AtomicI32; 256] = [FREE_SLOT; 256];
+// (a const only to initialise the array above: each element is its own atomic)
+#[allow(clippy::declare_interior_mutable_const)]
+const FREE_SLOT: AtomicI32 = AtomicI32::new(-1);
 
 fn held() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
     HELD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// In a child just forked: points every lock descriptor at `/dev/null`, so that the child
+/// holds no directory lock (closing them would leave numbers the child's copies of the
+/// storages would close again later). Only async-signal-safe calls.
+extern "C" fn release_locks_in_child() {
+    let mut null = -1;
+    for slot in LOCK_FDS.iter() {
+        let fd = slot.load(AtomicOrdering::SeqCst);
+        if fd < 0 {
+            continue;
+        }
+        // SAFETY: open/dup2/fcntl are async-signal-safe; the path is a NUL-terminated
+        // literal; `fd` is a descriptor of this (child) process.
+        unsafe {
+            if null < 0 {
+                null = libc::open(
+                    b"/dev/null\0".as_ptr().cast(),
+                    libc::O_RDONLY | libc::O_CLOEXEC,
+                );
+                if null < 0 {
+                    return;
+                }
+            }
+            libc::dup2(null, fd);
+            // dup2 clears FD_CLOEXEC on the new descriptor: set it again.
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+    }
+    if null >= 0 {
+        // SAFETY: our own descriptor.
+        unsafe { libc::close(null) };
+    }
+}
+
+fn install_fork_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only makes async-signal-safe calls.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(release_locks_in_child));
+        }
+    });
+}
+
 impl Drop for DirLock {
     fn drop(&mut self) {
-        // Close first: once the key is gone another thread may open and lock the file, and
-        // our later close would drop the process's lock under its feet.
-        drop(self.file.take());
+        if let Some(f) = self.file.take() {
+            let fd = f.as_raw_fd();
+            // Out of the fork handler's list first, so that it never touches a number that
+            // a close made free for another file.
+            for slot in LOCK_FDS.iter() {
+                if slot
+                    .compare_exchange(fd, -1, AtomicOrdering::SeqCst, AtomicOrdering::SeqCst)
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            drop(f);
+        }
         let key = self.key;
         held().retain(|k| *k != key);
     }
@@ -158,55 +270,61 @@ fn locked(dir: &Path, who: String) -> StorageError {
 /// Locks `dir` (see [`DirLock`]); fails with `Locked` when another open storage, in this or
 /// another process, holds it.
 pub(super) fn lock_dir(dir: &Path) -> Result<DirLock, StorageError> {
-    let path = dir.join("LOCK");
+    install_fork_handler();
     let mut reg = held();
-    if let Ok(md) = fs::metadata(&path) {
-        if reg.contains(&(md.dev(), md.ino())) {
-            return Err(locked(
-                dir,
-                String::from("another open storage in this process"),
-            ));
-        }
+    let file = File::open(dir).map_err(|e| io_err("open storage directory", dir, e))?;
+    let md = file.metadata().map_err(|e| io_err("stat", dir, e))?;
+    if !md.is_dir() {
+        return Err(io_err("lock", dir, io::Error::other("not a directory")));
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| io_err("open lock file", &path, e))?;
-    let md = file.metadata().map_err(|e| io_err("stat", &path, e))?;
     let key = (md.dev(), md.ino());
     if reg.contains(&key) {
-        // Only possible if LOCK was replaced between the two stats; closing this descriptor
-        // would drop our own lock, so keep it alive with the registry's.
-        std::mem::forget(file);
         return Err(locked(
             dir,
             String::from("another open storage in this process"),
         ));
     }
-    // SAFETY: an all-zero `flock` is a valid value of this plain C struct.
-    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-    fl.l_type = libc::F_WRLCK as _;
-    fl.l_whence = libc::SEEK_SET as _;
-    // SAFETY: fcntl on a valid, owned descriptor with a pointer to a live `flock`.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &fl) };
+    let info = dir.join("LOCK");
+    // A process being spawned (fork, then exec) holds a copy of every descriptor until
+    // its exec closes them: a lock dropped a moment ago may still be held through such a
+    // copy for a few milliseconds. So "locked" is only believed after 200 ms of retries.
+    let mut tries = 0;
+    let rc = loop {
+        // SAFETY: flock on a valid, owned descriptor.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let busy = rc != 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EWOULDBLOCK);
+        if !busy || tries >= 40 {
+            break rc;
+        }
+        tries += 1;
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
     if rc != 0 {
         let err = io::Error::last_os_error();
-        if matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
-            // SAFETY: as above; F_GETLK fills `fl` with the conflicting lock.
-            let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETLK, &mut fl) };
-            let who = if rc == 0 && fl.l_type != libc::F_UNLCK as _ {
-                format!("process {}", fl.l_pid)
-            } else {
-                String::from("another process")
-            };
+        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            let who = fs::read_to_string(&info)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+                .map_or_else(
+                    || String::from("another process"),
+                    |pid| format!("process {pid}"),
+                );
             return Err(locked(dir, who));
         }
-        return Err(io_err("lock", &path, err));
+        return Err(io_err("lock", dir, err));
     }
+    // Best effort, for the message above; not part of the lock.
+    let _ = fs::write(&info, format!("{}\n", std::process::id()));
     reg.push(key);
+    let fd = file.as_raw_fd();
+    for slot in LOCK_FDS.iter() {
+        if slot
+            .compare_exchange(-1, fd, AtomicOrdering::SeqCst, AtomicOrdering::SeqCst)
+            .is_ok()
+        {
+            break;
+        }
+    }
     Ok(DirLock {
         file: Some(file),
         key,

@@ -4,7 +4,9 @@
 //! # Layout
 //!
 //! ```text
-//! <path>/LOCK    POSIX write lock (fcntl) held while the storage is open (see DirLock)
+//! <path>/LOCK    the pid of the process holding the lock (the lock itself is a flock on
+//!                the directory, see DirLock)
+//! <path>/identity  the node (pid, configuration) the directory belongs to (identity.rs)
 //! <path>/state   the commit record: two checksummed slots, written in turn, in place
 //! <path>/redo    present only while a batch that overwrites committed entries is applied
 //! <path>/log/    the commitlog segments {base:020}.log and indexes {base:020}.index
@@ -126,10 +128,19 @@
 //! Segments are rolled here, not by commitlog (whose limits are set out of reach): when the
 //! next entry does not fit, the commitlog is closed, the full segment's index is cut to its
 //! size, a new segment and index are created and the log reopened. commitlog writes its
-//! index through a memory map; a write to a page the file system has not allocated raises
-//! SIGBUS when the disk is full, so the active index is preallocated
-//! (`fallocate(FALLOC_FL_KEEP_SIZE)`, growing geometrically) before entries are appended.
-//! A full disk therefore surfaces as an `Io` error from `commit`. The active segment's
+//! index through a memory map, and reads it through the map when it opens it; touching a
+//! page the file system has not allocated raises SIGBUS when the disk is full (on tmpfs
+//! even a read does). So no index file is ever sparse: every one is allocated
+//! (`posix_fallocate`, or zeros written where the file system cannot preallocate) when it
+//! is created or extended, every index is allocated again before commitlog opens the
+//! directory (a no-op unless an older version left it sparse), and the active index is
+//! preallocated past its end (`fallocate(FALLOC_FL_KEEP_SIZE)`, growing geometrically)
+//! before entries are appended. A new segment's files are created before the old segment
+//! is closed, so a roll that fails leaves everything as it was. A full disk therefore
+//! surfaces as an `Io` error from `commit`, on any file system, and a cheap one: a failed
+//! append cuts the segment back to where commitlog believes it ends (no repair, the log
+//! stays open, reads go on), and the retry appends only the entries still missing
+//! (`tail_matches`: no cut, no fsync) until space is freed. The active segment's
 //! blocks are reserved the same way when it is opened (`segment_bytes`, best effort), which
 //! spares the file system a block reservation per page written; the file's length stays
 //! the end of its data, so a segment takes its full size on disk from the start.
@@ -181,13 +192,13 @@
 mod format;
 mod frame;
 mod fsutil;
+mod identity;
 mod record;
 mod segments;
 
 use std::fs::{self, File};
 use std::io;
 use std::mem;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use commitlog::message::MessageSet;
@@ -321,6 +332,14 @@ pub struct PersistentStorage {
     index_map: u64,
     /// Whether the file system supports preallocation.
     can_preallocate: bool,
+    /// Repairs of the log directory attempted (`rebuild_log`): a failing commit repairs
+    /// at most once per call.
+    rebuilds: u64,
+    /// After a failed append-only attempt: the entries it left after the durable log
+    /// (`keep..disk_len`) are the first entries of the pending batch, so a retry appends
+    /// only the rest, without cutting them and syncing the cut (a full disk then costs no
+    /// fsync per failing call). Cleared by anything that could make them differ.
+    tail_matches: bool,
     /// Entries in the commitlog.
     disk_len: u64,
     /// Messages in the active segment (commitlog's next offset is its base plus these).
@@ -465,6 +484,8 @@ impl PersistentStorage {
         };
         committed.log_len = target;
         let layout = segments::repair(&log_dir, target, committed.compacted_idx, always)?;
+        // No index that commitlog maps may have a hole (SIGBUS on a full tmpfs).
+        segments::allocate_indexes(&log_dir, &layout.bases)?;
         let mut s = PersistentStorage {
             root,
             log_dir,
@@ -483,6 +504,8 @@ impl PersistentStorage {
             index_alloc: 0,
             index_map: 0,
             can_preallocate: true,
+            rebuilds: 0,
+            tail_matches: false,
             disk_len: target,
             log_unsynced: false,
             closed_unsynced: Vec::new(),
@@ -592,7 +615,9 @@ impl PersistentStorage {
 
     /// Closes the full active segment (cutting its preallocated index to size) and starts a
     /// new one at `disk_len`. commitlog could roll by itself, but it would create the new
-    /// index sparse and write it through a memory map: on a full disk, a SIGBUS.
+    /// index sparse and write it through a memory map: on a full disk, a SIGBUS. The new
+    /// files are created (allocated) first, while the log stays open: when that fails (a
+    /// full disk), nothing changed and reads go on.
     fn roll(&mut self) -> Result<(), StorageError> {
         let old = self.active_base();
         let base = self.disk_len;
@@ -602,9 +627,9 @@ impl PersistentStorage {
                 format!("cannot start a segment at {base} after one at {old}"),
             ));
         }
+        segments::create_segment(&self.log_dir, base)?;
         self.close_log();
         segments::shrink_index(&self.log_dir, old, self.active_msgs)?;
-        segments::create_segment(&self.log_dir, base)?;
         self.closed_unsynced.push(old);
         self.bases.push(base);
         self.created_unsynced = true;
@@ -615,7 +640,7 @@ impl PersistentStorage {
 
     /// Preallocates the active index for `msgs` messages (growing geometrically).
     fn reserve_index(&mut self, msgs: u64) -> Result<(), StorageError> {
-        if msgs < self.index_alloc || !self.can_preallocate {
+        if msgs < self.index_alloc {
             return Ok(());
         }
         let cap = (self.segment_bytes as u64 - 2) / frame::message_bytes(1, 0) + 1;
@@ -625,7 +650,12 @@ impl PersistentStorage {
             StorageError::new(StorageErrorKind::Io, "the active index is not open")
         })?;
         let p = index_path(&self.log_dir, last);
-        self.can_preallocate = segments::preallocate(idx, &p, want * 8)?;
+        if !segments::preallocate(idx, &p, want * INDEX_ENTRY)? {
+            self.can_preallocate = false;
+            // No preallocation beyond the end of the file here: write the zeros (commitlog
+            // growing its map then finds them allocated; see `append_chunk`).
+            fsutil::allocate(idx, &p, want * INDEX_ENTRY)?;
+        }
         self.index_alloc = want;
         Ok(())
     }
@@ -633,6 +663,7 @@ impl PersistentStorage {
     /// Closes commitlog, repairs the directory to hold exactly `target` entries and reopens.
     fn rebuild_log(&mut self, target: u64) -> Result<(), StorageError> {
         self.close_log();
+        self.rebuilds += 1;
         let layout = segments::repair(
             &self.log_dir,
             target,
@@ -677,7 +708,7 @@ impl PersistentStorage {
         let (Some(log), Some(active)) = (self.log.as_mut(), self.active.as_ref()) else {
             return false;
         };
-        let r = catch_unwind(AssertUnwindSafe(|| log.truncate(off - 1)));
+        let r = crate::quiet::catch(|| log.truncate(off - 1));
         if !matches!(r, Ok(Ok(()))) || log.next_offset() != off {
             return false;
         }
@@ -704,13 +735,19 @@ impl PersistentStorage {
     fn append_pending(&mut self) -> Result<(), StorageError> {
         let pending = mem::take(&mut self.pending);
         let mut buf = mem::take(&mut self.msgbuf);
-        let r = self.append_chunks(&pending, &mut buf);
+        // After a failed attempt whose appended entries are still the batch's first ones
+        // (see `tail_matches`), only the rest is appended.
+        let done = (self.disk_len - self.keep) as usize;
+        let r = if done == 0 {
+            self.append_chunks(&pending, &mut buf)
+        } else {
+            self.append_chunks(&pending.slice(done, pending.len()), &mut buf)
+        };
         buf.clear();
         self.msgbuf = buf;
         self.pending = pending;
-        if r.is_err() {
-            self.close_log();
-        }
+        // (a failure that left the commitlog in doubt closed it: the next commit repairs
+        // it; a clean one, such as a full disk, left it open for reads and the retry)
         r
     }
 
@@ -797,16 +834,28 @@ impl PersistentStorage {
             .as_mut()
             .ok_or_else(|| StorageError::new(StorageErrorKind::Io, "the commit log is not open"))?;
         self.log_unsynced = true;
-        match catch_unwind(AssertUnwindSafe(|| log.append_with_offsets(&*buf))) {
+        match crate::quiet::catch(|| log.append_with_offsets(&*buf)) {
             Ok(Ok(range)) if range.first() == first && range.len() as u64 == msgs => {}
             Ok(Ok(range)) => {
+                self.close_log();
                 return Err(corrupt(format!(
                     "commitlog appended {} messages at {} instead of {msgs} at {first}",
                     range.len(),
                     range.first()
-                )))
+                )));
             }
             Ok(Err(e)) => {
+                // commitlog wrote part of the chunk at most (a full disk), to the segment
+                // only, and kept its own position: cut the segment back to it, and the log
+                // is as before the chunk. Otherwise it is in doubt: close it.
+                let clean = matches!(e, commitlog::AppendError::Io(_))
+                    && self
+                        .active
+                        .as_ref()
+                        .is_some_and(|f| f.set_len(self.write_pos).is_ok());
+                if !clean {
+                    self.close_log();
+                }
                 return Err(StorageError::new(
                     StorageErrorKind::Io,
                     format!(
@@ -815,9 +864,10 @@ impl PersistentStorage {
                         self.log_dir.display(),
                         append_error_text(&e)
                     ),
-                ))
+                ));
             }
             Err(p) => {
+                self.close_log();
                 return Err(StorageError::new(
                     StorageErrorKind::Io,
                     format!(
@@ -825,12 +875,15 @@ impl PersistentStorage {
                         self.log_dir.display(),
                         segments::panic_text(p.as_ref())
                     ),
-                ))
+                ));
             }
         }
         let used = (self.active_msgs + msgs) * INDEX_ENTRY;
         if used > self.index_map {
             self.index_map = grown_index_map(self.index_map);
+            // commitlog set the file's length to its new map: zeros written past that by
+            // `reserve_index` (no preallocation) are gone.
+            self.index_alloc = self.index_alloc.min(self.index_map / INDEX_ENTRY);
         }
         self.active_msgs += msgs;
         self.disk_len += entries;
@@ -921,7 +974,13 @@ impl PersistentStorage {
             write_atomic(&self.root, REDO_FILE, &bytes, always)?;
             self.redo_on_disk = true;
         }
-        if self.log.is_none() || self.disk_len != self.keep {
+        let resume = !overwrites
+            && self.tail_matches
+            && self.log.is_some()
+            && self.disk_len > self.keep
+            && self.disk_len - self.keep <= self.pending.len() as u64;
+        self.tail_matches = false;
+        if !resume && (self.log.is_none() || self.disk_len != self.keep) {
             self.cut_log(self.keep)?;
             if !overwrites {
                 // Entries a failed attempt left after the durable log may differ from the
@@ -931,7 +990,11 @@ impl PersistentStorage {
             }
         }
         if !self.pending.is_empty() {
-            self.append_pending()?;
+            let r = self.append_pending();
+            if r.is_err() && !overwrites && self.log.is_some() {
+                self.tail_matches = true;
+            }
+            r?;
         }
         self.sync_log()?;
         let decided_moved = self.state.decided_idx != self.committed.decided_idx;
@@ -977,13 +1040,17 @@ impl PersistentStorage {
         {
             return Ok(());
         }
+        let rebuilds = self.rebuilds;
         match self.commit_batch(with_decided) {
             Ok(()) => self.reclaim(),
             Err(e) => {
                 // Best effort: put the commitlog back in a usable state for reads and for
-                // the retry (only entries the batch does not keep are dropped).
+                // the retry (only entries the batch does not keep are dropped), unless this
+                // call already tried (a full disk, say, can make the repair fail too: each
+                // failing call then costs one repair attempt, not two). A clean failure,
+                // such as a full disk during an append, leaves the log open: no repair.
                 let safe = self.keep == self.committed.log_len || self.redo_on_disk;
-                if self.log.is_none() && safe {
+                if self.log.is_none() && safe && self.rebuilds == rebuilds {
                     let _ = self.rebuild_log(self.keep);
                 }
                 Err(e)
@@ -1102,9 +1169,7 @@ impl PersistentStorage {
                 .saturating_add(4096)
                 .saturating_mul(boost)
                 .min(u64::from(u32::MAX));
-            let r = catch_unwind(AssertUnwindSafe(|| {
-                log.read(off, ReadLimit::max_bytes(limit as usize))
-            }));
+            let r = crate::quiet::catch(|| log.read(off, ReadLimit::max_bytes(limit as usize)));
             let buf = match r {
                 Ok(Ok(buf)) => buf,
                 // commitlog's "a message exceeds the limit": read more at once.
@@ -1266,6 +1331,10 @@ impl Storage for PersistentStorage {
             ));
         }
         self.touch();
+        if len < self.disk_len {
+            // (entries a failed attempt appended past `len` are no longer the batch's)
+            self.tail_matches = false;
+        }
         if len >= self.keep {
             self.pending.truncate((len - self.keep) as usize);
         } else {
@@ -1390,5 +1459,13 @@ impl Storage for PersistentStorage {
 
     fn commit_waits_for_disk(&self) -> bool {
         self.always()
+    }
+
+    fn close(&mut self) -> Result<(), StorageError> {
+        self.commit_inner(true)
+    }
+
+    fn check_identity(&mut self, id: &crate::storage::StorageIdentity) -> Result<(), StorageError> {
+        identity::check(&self.root, id, self.always()).map(|_| ())
     }
 }

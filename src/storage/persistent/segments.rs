@@ -20,14 +20,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use commitlog::{CommitLog, LogOptions};
 
 use super::frame::{peek, MsgEntries, MSG_PREFIX};
 use super::fsutil::{
-    io_err, read_optional, remove_optional, sync_dir, sync_path, write_atomic_padded,
+    allocate, io_err, read_optional, remove_optional, sync_dir, sync_path, write_atomic_padded,
 };
 use crate::errors::{StorageError, StorageErrorKind};
 
@@ -83,7 +82,7 @@ pub(super) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
 /// (its last line of defence against files it cannot read) becomes a `Corruption` error.
 pub(super) fn open_log(dir: &Path) -> Result<CommitLog, StorageError> {
     let opts = log_options(dir);
-    match catch_unwind(AssertUnwindSafe(|| CommitLog::new(opts))) {
+    match crate::quiet::catch(|| CommitLog::new(opts)) {
         Ok(Ok(log)) => Ok(log),
         Ok(Err(e)) if e.kind() == io::ErrorKind::InvalidData => Err(corrupt(format!(
             "commit log in {} cannot be opened: {e}",
@@ -426,18 +425,42 @@ fn fix_last(dir: &Path, base: u64, n: u64) -> Result<(u64, u64), StorageError> {
     Ok((write_pos, msgs))
 }
 
-/// Creates an empty segment (magic only) and its zeroed index at `base`.
+/// Creates an empty segment (magic only) and its zeroed, allocated index at `base`. On
+/// failure (a full disk) nothing is left behind, as far as removing files allows.
 pub(super) fn create_segment(dir: &Path, base: u64) -> Result<(), StorageError> {
     let seg = segment_path(dir, base);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&seg)
-        .map_err(|e| io_err("create", &seg, e))?;
-    f.write_all(&SEGMENT_MAGIC)
-        .map_err(|e| io_err("write", &seg, e))?;
-    write_index(dir, base, &[], INITIAL_INDEX_ENTRIES * INDEX_ENTRY)
+    let r = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&seg)
+            .map_err(|e| io_err("create", &seg, e))?;
+        f.write_all(&SEGMENT_MAGIC)
+            .map_err(|e| io_err("write", &seg, e))?;
+        write_index(dir, base, &[], INITIAL_INDEX_ENTRIES * INDEX_ENTRY)
+    })();
+    if r.is_err() {
+        let _ = remove_optional(&index_path(dir, base));
+        let _ = remove_optional(&seg);
+    }
+    r
+}
+
+/// Allocates every block of the index files of `bases` (see [`allocate`]): commitlog
+/// memory-maps them and reads them through the map when it opens them, which on a full
+/// tmpfs raises SIGBUS on a hole (an index written sparse by an older version).
+pub(super) fn allocate_indexes(dir: &Path, bases: &[u64]) -> Result<(), StorageError> {
+    for &b in bases {
+        let p = index_path(dir, b);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .map_err(|e| io_err("open", &p, e))?;
+        let len = f.metadata().map_err(|e| io_err("stat", &p, e))?.len();
+        allocate(&f, &p, len)?;
+    }
+    Ok(())
 }
 
 /// Cuts the index of a segment that is being closed to its `msgs` messages (releasing the
@@ -485,8 +508,8 @@ pub(super) fn ensure_index_slack(dir: &Path, base: u64) -> Result<(), StorageErr
         last != [0u8; 8]
     };
     if needs {
-        f.set_len(whole + INDEX_SLACK_ENTRIES * INDEX_ENTRY)
-            .map_err(|e| io_err("resize", &path, e))?;
+        f.set_len(whole).map_err(|e| io_err("resize", &path, e))?;
+        allocate(&f, &path, whole + INDEX_SLACK_ENTRIES * INDEX_ENTRY)?;
     }
     Ok(())
 }
