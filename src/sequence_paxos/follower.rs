@@ -4,6 +4,7 @@ use super::{Phase, Role, SequencePaxos};
 use crate::entries::Entries;
 use crate::errors::Result;
 use crate::messages::{Ballot, NodeId, PaxosMessage, StopSign};
+use crate::wire;
 
 impl SequencePaxos {
     pub(super) fn handle_prepare(
@@ -41,7 +42,11 @@ impl SequencePaxos {
         } else {
             self.log_len
         };
-        let suffix = self.read_suffix(suffix_idx, self.log_len)?;
+        // As much of it as fits in one message next to the StopSign; the leader pulls the
+        // rest (PullSuffix) if it needs it.
+        let ss_cost = self.stopsign.as_ref().map_or(0, wire::stopsign_cost);
+        let budget = self.chunk_budget().saturating_sub(ss_cost);
+        let suffix = self.read_chunk(suffix_idx, self.log_len, budget)?;
         let msg = PaxosMessage::Promise {
             n,
             n_accepted: self.accepted_round,
@@ -52,6 +57,54 @@ impl SequencePaxos {
             stopsign: self.stopsign.clone(),
         };
         self.send(from, msg);
+        Ok(())
+    }
+
+    /// The leader of `n` pulls more of the suffix this node promised with: answered only
+    /// while this node's log is still exactly the one it promised with (it has promised
+    /// `n` and accepted nothing since, so the entries are the same).
+    pub(super) fn handle_pull_suffix(
+        &mut self,
+        from: NodeId,
+        n: Ballot,
+        n_accepted: Ballot,
+        accepted_idx: u64,
+        from_idx: u64,
+        max_bytes: u64,
+    ) -> Result<()> {
+        if n != self.promise
+            || n.pid != from
+            || self.role != Role::Follower
+            || self.accepted_round != n_accepted
+            || self.log_len != accepted_idx
+            || from_idx >= self.log_len
+            || from_idx < self.compacted_idx
+        {
+            return Ok(());
+        }
+        // Chunks until `max_bytes` (counted as the leader counts them) or the end of the log;
+        // never more than a catch-up window, whatever the leader asks.
+        let max_bytes = (max_bytes.min(self.catchup_window() as u64)) as usize;
+        let (mut at, mut sent) = (from_idx, 0usize);
+        while at < self.log_len && sent < max_bytes {
+            let entries = self.read_chunk(at, self.log_len, self.chunk_budget())?;
+            if entries.is_empty() {
+                break;
+            }
+            let start_idx = at;
+            at += entries.len() as u64;
+            sent += entries.byte_len().max(entries.len());
+            self.send(
+                from,
+                PaxosMessage::PromiseSuffix {
+                    n,
+                    n_accepted,
+                    accepted_idx,
+                    start_idx,
+                    entries,
+                },
+            );
+        }
         Ok(())
     }
 
