@@ -176,7 +176,9 @@ impl SequencePaxos {
             return Ok(());
         }
         if start_idx > self.log_len {
-            // A gap (an earlier batch was lost): the leader re-sends from our accepted index.
+            // A gap (an earlier batch was lost or is late): keep this one for when the gap is
+            // filled; our Accepted makes the leader re-send from our accepted index.
+            self.keep_for_later(n, start_idx, entries);
             self.accepted_pending = true;
             return Ok(());
         }
@@ -192,9 +194,56 @@ impl SequencePaxos {
             self.storage.append_entries(&rest)?;
             self.log_len += rest.len() as u64;
         }
+        self.apply_kept(n)?;
         let decided = decided_idx.min(self.accepted_len());
         self.set_decided(decided)?;
         self.accepted_pending = true;
+        Ok(())
+    }
+
+    /// Keeps a chunk of round `n` that arrived after a gap, within a catch-up window.
+    fn keep_for_later(&mut self, n: Ballot, start_idx: u64, entries: Entries) {
+        if self.reorder.0 != n {
+            self.reorder = (n, Default::default(), 0);
+        }
+        let bytes = entries.byte_len().max(entries.len());
+        if self.reorder.2.saturating_add(bytes) > self.catchup_window()
+            || self.reorder.1.contains_key(&start_idx)
+            || entries.is_empty()
+        {
+            return;
+        }
+        self.reorder.2 += bytes;
+        self.reorder.1.insert(start_idx, entries);
+    }
+
+    /// Appends the kept chunks of round `n` that the log now reaches (in this round the log
+    /// is a prefix of the leader's, so they continue it), drops those it has passed.
+    fn apply_kept(&mut self, n: Ballot) -> Result<()> {
+        if self.reorder.1.is_empty() {
+            return Ok(());
+        }
+        if self.reorder.0 != n || self.stopsign.is_some() {
+            self.reorder = Default::default();
+            return Ok(());
+        }
+        while let Some(entry) = self.reorder.1.first_entry() {
+            let start = *entry.key();
+            if start > self.log_len {
+                break;
+            }
+            let entries = entry.remove();
+            self.reorder.2 = self
+                .reorder
+                .2
+                .saturating_sub(entries.byte_len().max(entries.len()));
+            let overlap = (self.log_len - start) as usize;
+            if overlap < entries.len() {
+                let rest = entries.slice(overlap, entries.len());
+                self.storage.append_entries(&rest)?;
+                self.log_len += rest.len() as u64;
+            }
+        }
         Ok(())
     }
 

@@ -120,6 +120,7 @@ impl SequencePaxos {
                         stopsign,
                         requested: None,
                         pull_received: 0,
+                        ahead: Default::default(),
                         stalled_ticks: 0,
                     });
                 }
@@ -150,6 +151,7 @@ impl SequencePaxos {
                     let end = m.end();
                     m.requested = Some(end);
                     m.pull_received = 0;
+                    m.ahead.clear();
                     let (to, n_accepted, accepted_idx) = (m.from, m.n_accepted, m.accepted_idx);
                     self.send(
                         to,
@@ -190,19 +192,31 @@ impl SequencePaxos {
         }
         let end = m.end();
         let their_end = start_idx.saturating_add(entries.len() as u64);
-        if start_idx > end || their_end <= end {
-            return Ok(()); // a gap (an earlier part was lost) or a duplicate
-        }
-        // Only what extends ours, and never past the promised log's end.
-        let skip = (end - start_idx) as usize;
-        let upto = (their_end.min(accepted_idx) - start_idx) as usize;
-        if upto > skip {
-            m.suffix.extend_from_range(&entries, skip, upto);
+        if their_end <= end || m.requested.is_none() {
+            return Ok(()); // a duplicate, or an answer to a request given up
         }
         // Counted as the promiser counts what it sends (see `handle_pull_suffix`).
-        m.pull_received = m
-            .pull_received
-            .saturating_add(entries.byte_len().max(entries.len()));
+        let bytes = entries.byte_len().max(entries.len());
+        if start_idx > end {
+            // Ahead of a gap: kept (within the window asked for) until the gap is filled.
+            if m.pull_received.saturating_add(bytes) <= window && !m.ahead.contains_key(&start_idx)
+            {
+                m.pull_received += bytes;
+                m.ahead.insert(start_idx, entries);
+            }
+        } else {
+            m.pull_received = m.pull_received.saturating_add(bytes);
+            extend_promised(m, start_idx, &entries);
+            // Then whatever was kept and now continues it.
+            while let Some(&start) = m.ahead.keys().next() {
+                if start > m.end() {
+                    break;
+                }
+                if let Some(kept) = m.ahead.remove(&start) {
+                    extend_promised(m, start, &kept);
+                }
+            }
+        }
         if m.pull_received >= window {
             m.requested = None; // the whole answer is in: ask for the next part
         }
@@ -239,6 +253,7 @@ impl SequencePaxos {
             return Ok(());
         }
         m.requested = None;
+        m.ahead.clear();
         self.try_finish_prepare()
     }
 
@@ -642,5 +657,20 @@ impl SequencePaxos {
             }
         }
         Ok(())
+    }
+}
+
+/// Appends to the promised suffix `m` holds the part of `entries` (starting at
+/// `start_idx <= m.end()`) that extends it, never past the promised log's end.
+fn extend_promised(m: &mut MaxPromise, start_idx: u64, entries: &Entries) {
+    let end = m.end();
+    let their_end = start_idx.saturating_add(entries.len() as u64);
+    if start_idx > end || their_end <= end {
+        return;
+    }
+    let skip = (end - start_idx) as usize;
+    let upto = (their_end.min(m.accepted_idx).max(end) - start_idx) as usize;
+    if upto > skip {
+        m.suffix.extend_from_range(entries, skip, upto);
     }
 }

@@ -184,6 +184,9 @@ pub(crate) struct MaxPromise {
     /// Bytes received for the outstanding PullSuffix (the next one goes out once the
     /// whole answer, `catchup_window` bytes, is in).
     pub pull_received: usize,
+    /// Answer chunks that arrived ahead of a gap (reordered, or one before them lost), by
+    /// start index, used once the gap is filled; at most `pull_received` bytes.
+    pub ahead: std::collections::BTreeMap<u64, Entries>,
     /// `end()` at the previous resend tick, and resend ticks in a row without progress.
     pub end_at_last_resend: u64,
     pub stalled_ticks: u32,
@@ -274,6 +277,10 @@ pub struct SequencePaxos {
     forward_dedup: ForwardDedup,
     /// Follower: an Accepted is owed to the leader.
     accepted_pending: bool,
+    /// Follower: chunks of round `reorder.0` that arrived ahead of a gap (reordered, or an
+    /// earlier one lost), by start index, applied once the gap is filled; at most a
+    /// catch-up window of bytes (`reorder.2`).
+    reorder: (Ballot, std::collections::BTreeMap<u64, Entries>, usize),
     /// Per forwarder: (session, next_seq) to acknowledge.
     acks_pending: Vec<(NodeId, u64, u64)>,
     outgoing: Vec<Message>,
@@ -320,6 +327,7 @@ impl SequencePaxos {
             },
             forward_dedup: HashMap::new(),
             accepted_pending: false,
+            reorder: Default::default(),
             acks_pending: Vec::new(),
             outgoing: Vec::new(),
             log_lines: Vec::new(),
@@ -352,6 +360,7 @@ impl SequencePaxos {
         self.batch.clear();
         self.pending_stopsign = None;
         self.accepted_pending = false;
+        self.reorder = Default::default();
         self.acks_pending.clear();
         self.decided_sync_due = false;
         self.released_early = false;
