@@ -195,14 +195,34 @@ pub fn stopsign_cost(ss: &crate::messages::StopSign) -> usize {
 }
 
 /// The largest entry that fits in a message of `max_message_bytes` (what `append` takes).
-pub fn max_entry_len(max_message_bytes: usize) -> usize {
+pub const fn max_entry_len(max_message_bytes: usize) -> usize {
     let budget = max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
-    // The largest `len` with `len + varint_len(len) <= budget`.
-    let mut len = budget.saturating_sub(9);
-    while len < budget && entry_cost(len + 1) <= budget {
-        len += 1;
+    // The largest `len` with `len + varint_len(len) <= budget`: for each varint width, the
+    // largest length of that width that fits; the best of them.
+    let widths: [(usize, u64); 4] = [
+        (1, 250),
+        (3, u16::MAX as u64),
+        (5, u32::MAX as u64),
+        (9, u64::MAX),
+    ];
+    let mut best = 0;
+    let mut i = 0;
+    while i < widths.len() {
+        let (w, top) = widths[i];
+        if budget >= w {
+            let len = budget - w;
+            let len = if (len as u64) > top {
+                top as usize
+            } else {
+                len
+            };
+            if len > best {
+                best = len;
+            }
+        }
+        i += 1;
     }
-    len
+    best
 }
 
 /// The exact length of `msg`'s encoding (header included), computed without writing it.

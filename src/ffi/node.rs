@@ -344,7 +344,9 @@ pub unsafe extern "C" fn omnipaxos_append(
         let max = node.max_message_bytes;
         // SAFETY: forwarded contract.
         let entry = unsafe {
-            try_slice(data, len, "data", crate::wire::max_entry_len(max), |n| {
+            // (`append` refuses an entry a little shorter than this that still cannot fit:
+            // see `wire::max_entry_len`; here only what can never be read as one entry.)
+            try_slice(data, len, "data", max, |n| {
                 Failure::invalid(format!(
                     "an entry of {n} bytes can never be sent: max_message_bytes is {max}"
                 ))
@@ -391,9 +393,11 @@ pub unsafe extern "C" fn omnipaxos_append_batch(
             )
         };
         let max = node.max_message_bytes;
+        // Checked before anything is taken (all or nothing for this error).
+        let max_len = crate::wire::max_entry_len(max);
         let mut total = 0usize;
         for (i, &len) in lens.iter().enumerate() {
-            if len > crate::wire::max_entry_len(max) {
+            if len > max_len {
                 return Err(Failure::invalid(format!(
                     "entry {i} of {len} bytes can never be sent: max_message_bytes is {max}"
                 )));

@@ -497,17 +497,13 @@ impl SequencePaxos {
         self.batch.share();
         self.storage.append_entries(&self.batch)?;
         self.log_len += self.batch.len() as u64;
-        let n = self.ls.n_leader;
         let decided_idx = self.decided_idx;
         let end = self.log_len;
         // The followers that have everything before the batch; one still catching up gets
         // these entries in its chunks (`continue_sync`).
-        let mut current: Vec<usize> = Vec::with_capacity(self.peers.len());
-        for i in 0..self.peers.len() {
-            let st = &mut self.ls.peers[i];
+        for st in self.ls.peers.iter_mut() {
             if st.promise.is_some() && st.sent_idx == start_idx {
                 st.sent_idx = end;
-                current.push(i);
             }
         }
         // The next batch starts with room for one like this one, instead of growing (and
@@ -517,46 +513,57 @@ impl SequencePaxos {
         // Cut by bytes: one message when it surely fits (the usual case, nothing copied),
         // otherwise in parts that each fit.
         let budget = self.entry_budget();
-        let parts: Vec<(u64, Entries)> =
-            if batch.byte_len().saturating_add(9 * batch.len()) <= budget {
-                vec![(start_idx, batch)]
-            } else {
-                let mut parts = Vec::new();
-                let (mut from, mut cost) = (0usize, 0usize);
-                for (k, e) in batch.iter().enumerate() {
-                    let c = wire::entry_cost(e.len());
-                    if k > from && cost + c > budget {
-                        parts.push((start_idx + from as u64, batch.slice(from, k)));
-                        (from, cost) = (k, 0);
-                    }
-                    cost += c;
+        if batch.byte_len().saturating_add(9 * batch.len()) <= budget {
+            self.send_batch_part(end, start_idx, batch, decided_idx);
+        } else {
+            let (mut from, mut cost) = (0usize, 0usize);
+            for k in 0..batch.len() {
+                let c = wire::entry_cost(batch.get(k).map_or(0, <[u8]>::len));
+                if k > from && cost + c > budget {
+                    let part = batch.slice(from, k);
+                    self.send_batch_part(end, start_idx + from as u64, part, decided_idx);
+                    (from, cost) = (k, 0);
                 }
-                parts.push((start_idx + from as u64, batch.slice(from, batch.len())));
-                parts
-            };
-        for (part_start, mut part) in parts {
-            // Shared, so that the clones below share its bytes.
-            part.share();
-            for (k, &i) in current.iter().enumerate() {
-                let entries = if k + 1 < current.len() {
-                    part.clone()
-                } else {
-                    std::mem::take(&mut part)
-                };
-                let to = self.peers[i];
-                self.send(
-                    to,
-                    PaxosMessage::AcceptDecide {
-                        n,
-                        start_idx: part_start,
-                        entries,
-                        decided_idx,
-                    },
-                );
+                cost += c;
             }
+            let part = batch.slice(from, batch.len());
+            self.send_batch_part(end, start_idx + from as u64, part, decided_idx);
         }
         self.ls.decide_pending = false;
         Ok(())
+    }
+
+    /// Sends `part` (entries from `part_start`) of a flushed batch ending at `end` to every
+    /// follower that has everything before the batch (`flush_batch` set its `sent_idx` to
+    /// `end`).
+    fn send_batch_part(&mut self, end: u64, part_start: u64, mut part: Entries, decided_idx: u64) {
+        // Shared, so that the clones below share its bytes.
+        part.share();
+        let n = self.ls.n_leader;
+        let current = |st: &PeerState| st.promise.is_some() && st.sent_idx == end;
+        let count = self.ls.peers.iter().filter(|st| current(st)).count();
+        let mut k = 0;
+        for i in 0..self.peers.len() {
+            if !current(&self.ls.peers[i]) {
+                continue;
+            }
+            k += 1;
+            let entries = if k < count {
+                part.clone()
+            } else {
+                std::mem::take(&mut part)
+            };
+            let to = self.peers[i];
+            self.send(
+                to,
+                PaxosMessage::AcceptDecide {
+                    n,
+                    start_idx: part_start,
+                    entries,
+                    decided_idx,
+                },
+            );
+        }
     }
 
     pub(super) fn handle_accepted(

@@ -240,6 +240,8 @@ pub struct SequencePaxos {
     peers: Vec<NodeId>,
     majority: usize,
     limits: Limits,
+    /// [`wire::max_entry_len`] of `limits.max_message_bytes`.
+    max_entry_len: usize,
     storage: Box<dyn Storage>,
     role: Role,
     phase: Phase,
@@ -300,6 +302,7 @@ impl SequencePaxos {
         let mut sp = SequencePaxos {
             pid,
             majority,
+            max_entry_len: wire::max_entry_len(limits.max_message_bytes),
             limits,
             storage,
             role: Role::Follower,
@@ -457,12 +460,12 @@ impl SequencePaxos {
     /// Appends a proposal: into the leader's batch, the prepare-phase buffer, or the
     /// forwarding queue.
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
-        let max = self.limits.max_message_bytes;
-        if entry.len() > wire::max_entry_len(max) {
+        if entry.len() > self.max_entry_len {
             return Err(Error::InvalidArgument(format!(
-                "an entry of {} bytes can never be sent: max_message_bytes is {max} (entries up to {} bytes fit)",
+                "an entry of {} bytes can never be sent: max_message_bytes is {} (entries up to {} bytes fit)",
                 entry.len(),
-                wire::max_entry_len(max)
+                self.limits.max_message_bytes,
+                self.max_entry_len
             )));
         }
         if self.stopsign_proposed() {
