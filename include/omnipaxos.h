@@ -335,7 +335,9 @@ void omnipaxos_node_free(struct omnipaxos_node *node);
  * that it is decided: watch `omnipaxos_decided_idx`.
  *
  * Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`len` larger
- * than `max_message_bytes`: such an entry could never be sent); `OMNIPAXOS_ERR_BUFFER_FULL`
+ * than `max_message_bytes` less 128 bytes and the entry's length prefix, the room a
+ * message needs besides the entry: such an entry could never be sent);
+ * `OMNIPAXOS_ERR_BUFFER_FULL`
  * (retry later); `OMNIPAXOS_ERR_STOPPED` (a StopSign is in the log, see
  * `omnipaxos_reconfigure`); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
  *
@@ -359,7 +361,8 @@ enum omnipaxos_result omnipaxos_append(struct omnipaxos_node *node,
  *
  * Errors: as `omnipaxos_append`; `OMNIPAXOS_ERR_NULL_PARAMETER` when `node` is NULL, or
  * `data`/`lens` is NULL with a non-zero size; `OMNIPAXOS_ERR_INVALID_ARGUMENT` when an
- * entry is longer than `max_message_bytes` or the lengths overflow. Thread-safe.
+ * entry is too long to fit in a message (as for `omnipaxos_append`) or the lengths
+ * overflow. Thread-safe.
  *
  * # Safety
  * `node` is NULL or a live node; `data` is NULL or points to the sum of `lens` readable

@@ -60,7 +60,12 @@ pub struct Config {
     /// The leader sends accumulated entries when this many are waiting (they are also sent
     /// whenever outgoing messages are taken).
     pub batch_size: usize,
-    /// The largest message accepted by `handle_incoming`, in bytes.
+    /// The largest message accepted by `handle_incoming_bytes`, in bytes, and the largest
+    /// this node produces: every message fits, whatever the load or how far a follower is
+    /// behind (batches, catch-up and promised logs travel in chunks that fit). An entry
+    /// must fit in one message with room for the rest of it: `append` refuses one longer
+    /// than `max_message_bytes` less 128 bytes and its length prefix
+    /// ([`crate::wire::max_entry_len`]). Give every server of a configuration the same value.
     pub max_message_bytes: usize,
     /// Where the node writes its log lines; `None` (the default) writes none.
     pub log_file_path: Option<PathBuf>,

@@ -141,7 +141,9 @@ pub enum PaxosMessage {
         /// The leader's log length.
         accepted_idx: u64,
     },
-    /// Phase 1b: the follower's promise, with the part of its log the leader lacks.
+    /// Phase 1b: the follower's promise, with the part of its log the leader lacks (the
+    /// first part, as much as fits in one message, when `suffix_idx + suffix.len() <
+    /// accepted_idx`: the leader pulls the rest with [`PaxosMessage::PullSuffix`]).
     Promise {
         /// The ballot promised.
         n: Ballot,
@@ -158,7 +160,10 @@ pub enum PaxosMessage {
         /// The follower's StopSign, if it has accepted one.
         stopsign: Option<StopSign>,
     },
-    /// Phase 2a after a Prepare: replace the follower's log from `sync_idx` with `suffix`.
+    /// Phase 2a after a Prepare: replace the follower's log from `sync_idx` with `suffix`
+    /// (the first part of the leader's log from `sync_idx`, as much as fits in one message;
+    /// the rest follows in AcceptDecide messages, and the StopSign comes only with the
+    /// part that ends the log).
     AcceptSync {
         /// The leader's ballot.
         n: Ballot,
@@ -168,7 +173,8 @@ pub enum PaxosMessage {
         suffix: Entries,
         /// The leader's decided index.
         decided_idx: u64,
-        /// The StopSign at the end of the leader's log, if any.
+        /// The StopSign at the end of the leader's log, if any and if `suffix` reaches the
+        /// end of the log (otherwise it follows in an AcceptStopSign).
         stopsign: Option<StopSign>,
     },
     /// Phase 2a in the accept phase: new entries, and the decided index.
@@ -244,5 +250,35 @@ pub enum PaxosMessage {
         n: Ballot,
         /// The higher ballot the follower promised.
         promised: Ballot,
+    },
+    /// A leader collecting promises asks the promiser with the most recent log for more of
+    /// the suffix its Promise announced (`accepted_idx`) but could not carry in one message.
+    /// The promiser answers only while its log is still the one it promised with.
+    PullSuffix {
+        /// The leader's ballot (the one promised).
+        n: Ballot,
+        /// The promiser's `n_accepted`, as its Promise said.
+        n_accepted: Ballot,
+        /// The promiser's log length, as its Promise said.
+        accepted_idx: u64,
+        /// The first entry wanted.
+        from_idx: u64,
+        /// How many bytes of entries the leader wants in answer (in several
+        /// PromiseSuffix messages, each of which fits in a message).
+        max_bytes: u64,
+    },
+    /// The answer to [`PaxosMessage::PullSuffix`]: entries of the promised log from
+    /// `start_idx` (as many as fit in one message).
+    PromiseSuffix {
+        /// The leader's ballot (the one promised).
+        n: Ballot,
+        /// The promiser's `n_accepted` (unchanged since its Promise).
+        n_accepted: Ballot,
+        /// The promiser's log length (unchanged since its Promise).
+        accepted_idx: u64,
+        /// Index of the first entry of `entries`.
+        start_idx: u64,
+        /// The entries.
+        entries: Entries,
     },
 }

@@ -56,6 +56,7 @@ impl OmniPaxos {
             buffer_size: config.buffer_size,
             batch_size: config.batch_size,
             max_resend_entries: config.batch_size.max(1024),
+            max_message_bytes: config.max_message_bytes,
         };
         let ble = BallotLeaderElection::new(
             config.pid,
@@ -92,8 +93,9 @@ impl OmniPaxos {
     /// at a follower it is forwarded to the leader and re-sent until the leader takes it;
     /// while no leader is known it waits in a buffer of `buffer_size` entries. Fails with
     /// `BufferFull` when that buffer is full (at the leader: when `buffer_size` entries wait
-    /// to be decided) and `Stopped` once a StopSign is in the log (see
-    /// [`OmniPaxos::reconfigure`]).
+    /// to be decided), `Stopped` once a StopSign is in the log (see
+    /// [`OmniPaxos::reconfigure`]), and `InvalidArgument` when the entry cannot fit in a
+    /// message of `max_message_bytes` (longer than [`crate::wire::max_entry_len`]).
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
         self.sp.append(entry)
     }

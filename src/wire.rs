@@ -215,6 +215,83 @@ fn body_error_text(e: &bincode::error::DecodeError) -> String {
     format!("invalid message body: {what}")
 }
 
+/// An upper bound on the bytes of any message that carries entries, besides the entries
+/// themselves (see [`entry_cost`]) and a StopSign (see [`stopsign_cost`]): the header, the
+/// variant tags, every integer field at its widest (a ballot takes at most 19 bytes as
+/// varints, a `u64` 9), and the two length prefixes of [`Entries`](crate::entries::Entries).
+/// The widest such message (a Promise) takes 107 bytes of it.
+///
+/// Every message the library produces that carries entries is cut so that
+/// `MESSAGE_OVERHEAD + sum(entry_cost) + stopsign_cost <= max_message_bytes`.
+pub const MESSAGE_OVERHEAD: usize = 128;
+
+/// The length of `v` as a bincode variable-length integer.
+pub const fn varint_len(v: u64) -> usize {
+    if v < 251 {
+        1
+    } else if v <= u16::MAX as u64 {
+        3
+    } else if v <= u32::MAX as u64 {
+        5
+    } else {
+        9
+    }
+}
+
+/// The encoded bytes one entry of `len` bytes adds to a message: its bytes and its length.
+pub const fn entry_cost(len: usize) -> usize {
+    len.saturating_add(varint_len(len as u64))
+}
+
+/// An upper bound on the encoded bytes a StopSign adds to a message (the `Some` tag
+/// included).
+pub fn stopsign_cost(ss: &crate::messages::StopSign) -> usize {
+    // Option tag, next_config_id (<= 5), node count (<= 9), nodes (<= 9 each), metadata
+    // length (<= 9) and bytes.
+    24usize
+        .saturating_add(ss.nodes.len().saturating_mul(9))
+        .saturating_add(ss.metadata.len())
+}
+
+/// The largest entry that fits in a message of `max_message_bytes` (what `append` takes).
+pub const fn max_entry_len(max_message_bytes: usize) -> usize {
+    let budget = max_message_bytes.saturating_sub(MESSAGE_OVERHEAD);
+    // The largest `len` with `len + varint_len(len) <= budget`: for each varint width, the
+    // largest length of that width that fits; the best of them.
+    let widths: [(usize, u64); 4] = [
+        (1, 250),
+        (3, u16::MAX as u64),
+        (5, u32::MAX as u64),
+        (9, u64::MAX),
+    ];
+    let mut best = 0;
+    let mut i = 0;
+    while i < widths.len() {
+        let (w, top) = widths[i];
+        if budget >= w {
+            let len = budget - w;
+            let len = if (len as u64) > top {
+                top as usize
+            } else {
+                len
+            };
+            if len > best {
+                best = len;
+            }
+        }
+        i += 1;
+    }
+    best
+}
+
+/// The exact length of `msg`'s encoding (header included), computed without writing it.
+pub fn encoded_len(msg: &Message) -> usize {
+    let mut c = bincode::enc::write::SizeWriter::default();
+    // Cannot fail: the writer only counts, and every message has a fixed shape.
+    let _ = bincode::serde::encode_into_writer(&msg.body, &mut c, bincode_config());
+    HEADER_LEN + c.bytes_written
+}
+
 /// A close upper estimate of the encoded body size, so that `encode` reserves once.
 fn body_size_hint(body: &Body) -> usize {
     // Fixed fields of the largest variants take well under 96 bytes as varints; an entry
@@ -230,7 +307,8 @@ fn body_size_hint(body: &Body) -> usize {
         ) => FIXED,
         Body::Paxos(p) => match p {
             PaxosMessage::AcceptDecide { entries: e, .. }
-            | PaxosMessage::ProposalForward { entries: e, .. } => FIXED + entries(e),
+            | PaxosMessage::ProposalForward { entries: e, .. }
+            | PaxosMessage::PromiseSuffix { entries: e, .. } => FIXED + entries(e),
             PaxosMessage::Promise {
                 suffix, stopsign, ..
             }
@@ -244,7 +322,8 @@ fn body_size_hint(body: &Body) -> usize {
             | PaxosMessage::Decide { .. }
             | PaxosMessage::ForwardAck { .. }
             | PaxosMessage::Trim { .. }
-            | PaxosMessage::PrepareRefused { .. } => FIXED,
+            | PaxosMessage::PrepareRefused { .. }
+            | PaxosMessage::PullSuffix { .. } => FIXED,
         },
     }
 }
@@ -376,7 +455,7 @@ mod tests {
                 session: u64::MAX,
                 oldest_unacked: 1,
                 first_seq: 3,
-                entries: mixed,
+                entries: mixed.clone(),
             }),
             Body::Paxos(PaxosMessage::ForwardAck {
                 session: 5,
@@ -391,7 +470,133 @@ mod tests {
                 promised: big,
             }),
             Body::Ble(BleMessage::TakeOver { floor: big }),
+            Body::Paxos(PaxosMessage::PullSuffix {
+                n: big,
+                n_accepted: b,
+                accepted_idx: u64::MAX,
+                from_idx: 5,
+                max_bytes: 1 << 20,
+            }),
+            Body::Paxos(PaxosMessage::PromiseSuffix {
+                n: b,
+                n_accepted: big,
+                accepted_idx: 9,
+                start_idx: 4,
+                entries: mixed,
+            }),
         ]
+    }
+
+    /// Every message that carries entries, with every integer field at its widest.
+    fn widest_bodies(e: &Entries, ss: Option<StopSign>) -> Vec<Body> {
+        let big = Ballot::new(u32::MAX, u32::MAX, u64::MAX);
+        let m = u64::MAX;
+        vec![
+            Body::Paxos(PaxosMessage::Promise {
+                n: big,
+                n_accepted: big,
+                decided_idx: m,
+                accepted_idx: m,
+                suffix_idx: m,
+                suffix: e.clone(),
+                stopsign: ss.clone(),
+            }),
+            Body::Paxos(PaxosMessage::AcceptSync {
+                n: big,
+                sync_idx: m,
+                suffix: e.clone(),
+                decided_idx: m,
+                stopsign: ss,
+            }),
+            Body::Paxos(PaxosMessage::AcceptDecide {
+                n: big,
+                start_idx: m,
+                entries: e.clone(),
+                decided_idx: m,
+            }),
+            Body::Paxos(PaxosMessage::ProposalForward {
+                session: m,
+                oldest_unacked: m,
+                first_seq: m,
+                entries: e.clone(),
+            }),
+            Body::Paxos(PaxosMessage::PromiseSuffix {
+                n: big,
+                n_accepted: big,
+                accepted_idx: m,
+                start_idx: m,
+                entries: e.clone(),
+            }),
+        ]
+    }
+
+    #[test]
+    fn encoded_len_is_exact() {
+        for body in all_bodies() {
+            let m = msg(body);
+            assert_eq!(encoded_len(&m), enc(u32::MAX, &m).len(), "{m:?}");
+        }
+    }
+
+    #[test]
+    fn message_overhead_bounds_every_message_with_entries() {
+        let sizes: [&[usize]; 5] = [
+            &[],
+            &[0],
+            &[0, 250, 251, 65_535, 65_536],
+            &[7; 1000],
+            &[1 << 20, 3],
+        ];
+        let big_ss = StopSign {
+            next_config_id: u32::MAX,
+            nodes: vec![u64::MAX; 300],
+            metadata: vec![1; 70_000],
+        };
+        for lens in sizes {
+            let mut e = Entries::new();
+            for &l in lens {
+                e.push(&vec![9u8; l]);
+            }
+            let cost: usize = lens.iter().map(|&l| entry_cost(l)).sum();
+            for ss in [None, Some(ss()), Some(big_ss.clone())] {
+                let ss_cost = ss.as_ref().map_or(0, stopsign_cost);
+                for body in widest_bodies(&e, ss.clone()) {
+                    let m = Message {
+                        from: u64::MAX,
+                        to: u64::MAX,
+                        body,
+                    };
+                    let len = encoded_len(&m);
+                    assert!(
+                        len <= MESSAGE_OVERHEAD + cost + ss_cost,
+                        "{len} > {MESSAGE_OVERHEAD} + {cost} + {ss_cost} for {lens:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn max_entry_len_is_the_largest_that_fits() {
+        for max in [
+            0,
+            100,
+            128,
+            129,
+            1024,
+            4096,
+            65_536 + 200,
+            64 << 20,
+            1 << 40,
+        ] {
+            let l = max_entry_len(max);
+            if max > MESSAGE_OVERHEAD {
+                assert!(MESSAGE_OVERHEAD + entry_cost(l) <= max, "{max}");
+                assert!(MESSAGE_OVERHEAD + entry_cost(l + 1) > max, "{max}");
+            } else {
+                assert_eq!(l, 0);
+            }
+        }
     }
 
     fn msg(body: Body) -> Message {
@@ -626,7 +831,7 @@ mod tests {
         b[HEADER_LEN + 1] = 3; // BleMessage has three variants.
         assert!(matches!(decode(&b, MAX), Err(DecodeError::Malformed(_))));
         let mut p = enc(1, &msg(all_bodies().remove(4)));
-        p[HEADER_LEN + 1] = 12; // PaxosMessage has twelve variants.
+        p[HEADER_LEN + 1] = 14; // PaxosMessage has fourteen variants.
         assert!(matches!(decode(&p, MAX), Err(DecodeError::Malformed(_))));
     }
 

@@ -344,7 +344,9 @@ pub unsafe extern "C" fn omnipaxos_node_free(node: *mut omnipaxos_node) {
 /// that it is decided: watch `omnipaxos_decided_idx`.
 ///
 /// Errors: `OMNIPAXOS_ERR_NULL_PARAMETER`; `OMNIPAXOS_ERR_INVALID_ARGUMENT` (`len` larger
-/// than `max_message_bytes`: such an entry could never be sent); `OMNIPAXOS_ERR_BUFFER_FULL`
+/// than `max_message_bytes` less 128 bytes and the entry's length prefix, the room a
+/// message needs besides the entry: such an entry could never be sent);
+/// `OMNIPAXOS_ERR_BUFFER_FULL`
 /// (retry later); `OMNIPAXOS_ERR_STOPPED` (a StopSign is in the log, see
 /// `omnipaxos_reconfigure`); `OMNIPAXOS_ERR_STORAGE_*`. Thread-safe.
 ///
@@ -362,6 +364,8 @@ pub unsafe extern "C" fn omnipaxos_append(
         let max = node.max_message_bytes;
         // SAFETY: forwarded contract.
         let entry = unsafe {
+            // (`append` refuses an entry a little shorter than this that still cannot fit:
+            // see `wire::max_entry_len`; here only what can never be read as one entry.)
             try_slice(data, len, "data", max, |n| {
                 Failure::invalid(format!(
                     "an entry of {n} bytes can never be sent: max_message_bytes is {max}"
@@ -384,7 +388,8 @@ pub unsafe extern "C" fn omnipaxos_append(
 ///
 /// Errors: as `omnipaxos_append`; `OMNIPAXOS_ERR_NULL_PARAMETER` when `node` is NULL, or
 /// `data`/`lens` is NULL with a non-zero size; `OMNIPAXOS_ERR_INVALID_ARGUMENT` when an
-/// entry is longer than `max_message_bytes` or the lengths overflow. Thread-safe.
+/// entry is too long to fit in a message (as for `omnipaxos_append`) or the lengths
+/// overflow. Thread-safe.
 ///
 /// # Safety
 /// `node` is NULL or a live node; `data` is NULL or points to the sum of `lens` readable
@@ -408,9 +413,11 @@ pub unsafe extern "C" fn omnipaxos_append_batch(
             )
         };
         let max = node.max_message_bytes;
+        // Checked before anything is taken (all or nothing for this error).
+        let max_len = crate::wire::max_entry_len(max);
         let mut total = 0usize;
         for (i, &len) in lens.iter().enumerate() {
-            if len > max {
+            if len > max_len {
                 return Err(Failure::invalid(format!(
                     "entry {i} of {len} bytes can never be sent: max_message_bytes is {max}"
                 )));

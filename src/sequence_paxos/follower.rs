@@ -4,6 +4,7 @@ use super::{Phase, Role, SequencePaxos};
 use crate::entries::Entries;
 use crate::errors::Result;
 use crate::messages::{Ballot, NodeId, PaxosMessage, StopSign};
+use crate::wire;
 
 impl SequencePaxos {
     pub(super) fn handle_prepare(
@@ -44,7 +45,11 @@ impl SequencePaxos {
         } else {
             self.log_len
         };
-        let suffix = self.read_suffix(suffix_idx, self.log_len)?;
+        // As much of it as fits in one message next to the StopSign; the leader pulls the
+        // rest (PullSuffix) if it needs it.
+        let ss_cost = self.stopsign.as_ref().map_or(0, wire::stopsign_cost);
+        let budget = self.chunk_budget().saturating_sub(ss_cost);
+        let suffix = self.read_chunk(suffix_idx, self.log_len, budget)?;
         let msg = PaxosMessage::Promise {
             n,
             n_accepted: self.accepted_round,
@@ -55,6 +60,54 @@ impl SequencePaxos {
             stopsign: self.stopsign.clone(),
         };
         self.send(from, msg);
+        Ok(())
+    }
+
+    /// The leader of `n` pulls more of the suffix this node promised with: answered only
+    /// while this node's log is still exactly the one it promised with (it has promised
+    /// `n` and accepted nothing since, so the entries are the same).
+    pub(super) fn handle_pull_suffix(
+        &mut self,
+        from: NodeId,
+        n: Ballot,
+        n_accepted: Ballot,
+        accepted_idx: u64,
+        from_idx: u64,
+        max_bytes: u64,
+    ) -> Result<()> {
+        if n != self.promise
+            || n.pid != from
+            || self.role != Role::Follower
+            || self.accepted_round != n_accepted
+            || self.log_len != accepted_idx
+            || from_idx >= self.log_len
+            || from_idx < self.compacted_idx
+        {
+            return Ok(());
+        }
+        // Chunks until `max_bytes` (counted as the leader counts them) or the end of the log;
+        // never more than a catch-up window, whatever the leader asks.
+        let max_bytes = (max_bytes.min(self.catchup_window() as u64)) as usize;
+        let (mut at, mut sent) = (from_idx, 0usize);
+        while at < self.log_len && sent < max_bytes {
+            let entries = self.read_chunk(at, self.log_len, self.chunk_budget())?;
+            if entries.is_empty() {
+                break;
+            }
+            let start_idx = at;
+            at += entries.len() as u64;
+            sent += entries.byte_len().max(entries.len());
+            self.send(
+                from,
+                PaxosMessage::PromiseSuffix {
+                    n,
+                    n_accepted,
+                    accepted_idx,
+                    start_idx,
+                    entries,
+                },
+            );
+        }
         Ok(())
     }
 
@@ -126,7 +179,9 @@ impl SequencePaxos {
             return Ok(());
         }
         if start_idx > self.log_len {
-            // A gap (an earlier batch was lost): the leader re-sends from our accepted index.
+            // A gap (an earlier batch was lost or is late): keep this one for when the gap is
+            // filled; our Accepted makes the leader re-send from our accepted index.
+            self.keep_for_later(n, start_idx, entries);
             self.accepted_pending = true;
             return Ok(());
         }
@@ -142,9 +197,56 @@ impl SequencePaxos {
             self.storage.append_entries(&rest)?;
             self.log_len += rest.len() as u64;
         }
+        self.apply_kept(n)?;
         let decided = decided_idx.min(self.accepted_len());
         self.set_decided(decided)?;
         self.accepted_pending = true;
+        Ok(())
+    }
+
+    /// Keeps a chunk of round `n` that arrived after a gap, within a catch-up window.
+    fn keep_for_later(&mut self, n: Ballot, start_idx: u64, entries: Entries) {
+        if self.reorder.0 != n {
+            self.reorder = (n, Default::default(), 0);
+        }
+        let bytes = entries.byte_len().max(entries.len());
+        if self.reorder.2.saturating_add(bytes) > self.catchup_window()
+            || self.reorder.1.contains_key(&start_idx)
+            || entries.is_empty()
+        {
+            return;
+        }
+        self.reorder.2 += bytes;
+        self.reorder.1.insert(start_idx, entries);
+    }
+
+    /// Appends the kept chunks of round `n` that the log now reaches (in this round the log
+    /// is a prefix of the leader's, so they continue it), drops those it has passed.
+    fn apply_kept(&mut self, n: Ballot) -> Result<()> {
+        if self.reorder.1.is_empty() {
+            return Ok(());
+        }
+        if self.reorder.0 != n || self.stopsign.is_some() {
+            self.reorder = Default::default();
+            return Ok(());
+        }
+        while let Some(entry) = self.reorder.1.first_entry() {
+            let start = *entry.key();
+            if start > self.log_len {
+                break;
+            }
+            let entries = entry.remove();
+            self.reorder.2 = self
+                .reorder
+                .2
+                .saturating_sub(entries.byte_len().max(entries.len()));
+            let overlap = (self.log_len - start) as usize;
+            if overlap < entries.len() {
+                let rest = entries.slice(overlap, entries.len());
+                self.storage.append_entries(&rest)?;
+                self.log_len += rest.len() as u64;
+            }
+        }
         Ok(())
     }
 

@@ -5,6 +5,11 @@ use super::{LeaderState, MaxPromise, PeerState, Phase, PromiseMeta, Role, Sequen
 use crate::entries::Entries;
 use crate::errors::Result;
 use crate::messages::{Ballot, NodeId, PaxosMessage, StopSign};
+use crate::wire;
+
+/// Resend ticks in a row without any progress of a suffix pull before the leader gives up
+/// on that promiser and collects promises again.
+const PULL_STALL_TICKS: u32 = 3;
 
 impl SequencePaxos {
     /// Starts leading with ballot `n`: persist the promise, send Prepare to every peer.
@@ -41,6 +46,9 @@ impl SequencePaxos {
             st.promise = None;
             st.accepted_idx = None;
             st.accepted_at_last_resend = None;
+            st.sent_idx = 0;
+            st.chunks_in_flight.clear();
+            st.bytes_in_flight = 0;
         }
         let msg = PaxosMessage::Prepare {
             n: self.ls.n_leader,
@@ -96,18 +104,27 @@ impl SequencePaxos {
                     None => theirs > (self.accepted_round, self.accepted_len()),
                 };
                 if better {
+                    let mut suffix = suffix;
+                    // Never more than the log the promiser announced.
+                    let room = meta.accepted_idx.saturating_sub(suffix_idx);
+                    if suffix.len() as u64 > room {
+                        suffix.truncate(room as usize);
+                    }
                     self.ls.max_promise = Some(MaxPromise {
+                        from,
                         n_accepted: meta.n_accepted,
                         accepted_idx: meta.accepted_idx,
                         suffix_idx,
+                        end_at_last_resend: suffix_idx + suffix.len() as u64,
                         suffix,
                         stopsign,
+                        requested: None,
+                        pull_received: 0,
+                        ahead: Default::default(),
+                        stalled_ticks: 0,
                     });
                 }
-                let promised = self.ls.peers.iter().filter(|p| p.promise.is_some()).count();
-                if promised + 1 >= self.majority {
-                    self.adopt_and_accept()?;
-                }
+                self.try_finish_prepare()?;
             }
             Phase::Accept => {
                 self.ls.peers[i].promise = Some(meta);
@@ -118,8 +135,130 @@ impl SequencePaxos {
         Ok(())
     }
 
-    /// A majority has promised: adopt the most recent log, enter the accept phase and bring
-    /// every promiser up to date.
+    /// Once a majority has promised: when the leader holds the whole most recent log among
+    /// the promises, adopts it and enters the accept phase; otherwise asks its promiser for
+    /// the next part of it (one PullSuffix outstanding at a time; re-sent on resend ticks).
+    fn try_finish_prepare(&mut self) -> Result<()> {
+        let promised = self.ls.peers.iter().filter(|p| p.promise.is_some()).count();
+        if promised + 1 < self.majority {
+            return Ok(());
+        }
+        let n = self.ls.n_leader;
+        let max_bytes = self.catchup_window() as u64;
+        match self.ls.max_promise.as_mut() {
+            Some(m) if !m.complete() => {
+                if m.requested.is_none() {
+                    let end = m.end();
+                    m.requested = Some(end);
+                    m.pull_received = 0;
+                    m.ahead.clear();
+                    let (to, n_accepted, accepted_idx) = (m.from, m.n_accepted, m.accepted_idx);
+                    self.send(
+                        to,
+                        PaxosMessage::PullSuffix {
+                            n,
+                            n_accepted,
+                            accepted_idx,
+                            from_idx: end,
+                            max_bytes,
+                        },
+                    );
+                }
+                Ok(())
+            }
+            _ => self.adopt_and_accept(),
+        }
+    }
+
+    /// A part of the most recent log among the promises, pulled from its promiser.
+    pub(super) fn handle_promise_suffix(
+        &mut self,
+        from: NodeId,
+        n: Ballot,
+        n_accepted: Ballot,
+        accepted_idx: u64,
+        start_idx: u64,
+        entries: Entries,
+    ) -> Result<()> {
+        if self.role != Role::Leader || self.phase != Phase::Prepare || n != self.ls.n_leader {
+            return Ok(());
+        }
+        let window = self.catchup_window();
+        let Some(m) = self.ls.max_promise.as_mut() else {
+            return Ok(());
+        };
+        if m.from != from || m.n_accepted != n_accepted || m.accepted_idx != accepted_idx {
+            return Ok(()); // an answer about a promise no longer the most recent one
+        }
+        let end = m.end();
+        let their_end = start_idx.saturating_add(entries.len() as u64);
+        if their_end <= end || m.requested.is_none() {
+            return Ok(()); // a duplicate, or an answer to a request given up
+        }
+        // Counted as the promiser counts what it sends (see `handle_pull_suffix`).
+        let bytes = entries.byte_len().max(entries.len());
+        if start_idx > end {
+            // Ahead of a gap: kept (within the window asked for) until the gap is filled.
+            if m.pull_received.saturating_add(bytes) <= window && !m.ahead.contains_key(&start_idx)
+            {
+                m.pull_received += bytes;
+                m.ahead.insert(start_idx, entries);
+            }
+        } else {
+            m.pull_received = m.pull_received.saturating_add(bytes);
+            extend_promised(m, start_idx, &entries);
+            // Then whatever was kept and now continues it.
+            while let Some(&start) = m.ahead.keys().next() {
+                if start > m.end() {
+                    break;
+                }
+                if let Some(kept) = m.ahead.remove(&start) {
+                    extend_promised(m, start, &kept);
+                }
+            }
+        }
+        if m.pull_received >= window {
+            m.requested = None; // the whole answer is in: ask for the next part
+        }
+        self.try_finish_prepare()
+    }
+
+    /// Leader in the prepare phase, on a resend tick: re-asks for the pulled suffix, or,
+    /// when its promiser has not answered for [`PULL_STALL_TICKS`] ticks (it crashed, or
+    /// promised a higher ballot), collects the promises again.
+    fn resend_pull(&mut self) -> Result<()> {
+        let Some(m) = self.ls.max_promise.as_mut() else {
+            return Ok(());
+        };
+        if m.complete() || m.requested.is_none() {
+            return Ok(());
+        }
+        let end = m.end();
+        if end != m.end_at_last_resend {
+            m.end_at_last_resend = end;
+            m.stalled_ticks = 0;
+            return Ok(());
+        }
+        m.stalled_ticks += 1;
+        if m.stalled_ticks >= PULL_STALL_TICKS {
+            let from = m.from;
+            self.log(format!(
+                "server {from} stopped sending the suffix of its promise: collecting promises again"
+            ));
+            self.ls.max_promise = None;
+            for i in 0..self.peers.len() {
+                let p = self.peers[i];
+                self.send_prepare_to(p);
+            }
+            return Ok(());
+        }
+        m.requested = None;
+        m.ahead.clear();
+        self.try_finish_prepare()
+    }
+
+    /// A majority has promised and the leader holds the most recent log among the
+    /// promises: adopt it, enter the accept phase and bring every promiser up to date.
     fn adopt_and_accept(&mut self) -> Result<()> {
         let own_round = self.accepted_round;
         let mut adopted_round = own_round;
@@ -198,7 +337,10 @@ impl SequencePaxos {
             ss.next_config_id
         ));
         for i in 0..self.peers.len() {
-            if self.ls.peers[i].promise.is_some() {
+            let st = &mut self.ls.peers[i];
+            // A follower still catching up gets it after the entries (`continue_sync`).
+            if st.promise.is_some() && st.sent_idx == idx {
+                st.sent_idx = idx + 1;
                 let to = self.peers[i];
                 let stopsign = ss.clone();
                 self.send(to, PaxosMessage::AcceptStopSign { n, idx, stopsign });
@@ -227,17 +369,107 @@ impl SequencePaxos {
             ));
             return Ok(());
         }
-        let suffix = self.read_suffix(sync_idx, self.log_len)?;
-        self.ls.peers[i].accepted_idx = None;
-        self.ls.peers[i].accepted_at_last_resend = None;
+        // The first chunk of the log from `sync_idx`; the StopSign only with the chunk that
+        // ends the log (the follower may accept it only right after the last entry).
+        let ss_cost = self.stopsign.as_ref().map_or(0, wire::stopsign_cost);
+        let budget = self.chunk_budget().saturating_sub(ss_cost);
+        let suffix = self.read_chunk(sync_idx, self.log_len, budget)?;
+        let end = sync_idx + suffix.len() as u64;
+        let stopsign = self.stopsign.clone().filter(|_| end == self.log_len);
+        let bytes = suffix.byte_len().max(suffix.len());
+        let st = &mut self.ls.peers[i];
+        st.accepted_idx = None;
+        st.accepted_at_last_resend = None;
+        st.sent_idx = end + u64::from(stopsign.is_some());
+        st.chunks_in_flight.clear();
+        st.chunks_in_flight.push_back((end, bytes));
+        st.bytes_in_flight = bytes;
+        st.sync_fresh = true;
         let msg = PaxosMessage::AcceptSync {
             n: self.ls.n_leader,
             sync_idx,
             suffix,
             decided_idx: self.decided_idx,
-            stopsign: self.stopsign.clone(),
+            stopsign,
         };
         self.send(to, msg);
+        self.continue_sync(i)
+    }
+
+    /// Sends follower `i` the next chunks of the log it lacks (from what was sent to it),
+    /// keeping at most [`CATCHUP_WINDOW_BYTES`] (at least two chunks) unacknowledged, then
+    /// the StopSign once every
+    /// entry is sent. Called when its Accepted arrives, so a lagging follower is caught up
+    /// at the pace it acknowledges (the link's and its disk's), while the resend ticks
+    /// cover losses.
+    pub(super) fn continue_sync(&mut self, i: usize) -> Result<()> {
+        let n = self.ls.n_leader;
+        let log_len = self.log_len;
+        let to = self.peers[i];
+        {
+            let st = &mut self.ls.peers[i];
+            if st.promise.is_none() {
+                return Ok(());
+            }
+            if let Some(a) = st.accepted_idx {
+                while let Some(&(end, bytes)) = st.chunks_in_flight.front() {
+                    if end > a {
+                        break;
+                    }
+                    st.chunks_in_flight.pop_front();
+                    st.bytes_in_flight = st.bytes_in_flight.saturating_sub(bytes);
+                }
+                st.sent_idx = st.sent_idx.max(a);
+            }
+        }
+        let window = self.catchup_window();
+        loop {
+            let st = &self.ls.peers[i];
+            let from = st.sent_idx;
+            if st.bytes_in_flight >= window || from >= log_len {
+                break;
+            }
+            if from < self.compacted_idx {
+                self.log(format!(
+                    "server {to} needs entries from {from}, but they are trimmed below {}; it cannot be caught up without a snapshot",
+                    self.compacted_idx
+                ));
+                return Ok(());
+            }
+            let entries = self.read_chunk(from, log_len, self.chunk_budget())?;
+            if entries.is_empty() {
+                // Only with an entry stored under a larger max_message_bytes than now.
+                self.log(format!(
+                    "entry {from} does not fit in a message of max_message_bytes = {}; server {to} cannot be caught up",
+                    self.limits.max_message_bytes
+                ));
+                return Ok(());
+            }
+            let end = from + entries.len() as u64;
+            // At least one byte each, so that empty entries fill the window too.
+            let bytes = entries.byte_len().max(entries.len());
+            let st = &mut self.ls.peers[i];
+            st.sent_idx = end;
+            st.chunks_in_flight.push_back((end, bytes));
+            st.bytes_in_flight += bytes;
+            let decided_idx = self.decided_idx;
+            self.send(
+                to,
+                PaxosMessage::AcceptDecide {
+                    n,
+                    start_idx: from,
+                    entries,
+                    decided_idx,
+                },
+            );
+        }
+        if self.ls.peers[i].sent_idx == log_len {
+            if let Some(stopsign) = self.stopsign.clone() {
+                self.ls.peers[i].sent_idx = log_len + 1;
+                let idx = log_len;
+                self.send(to, PaxosMessage::AcceptStopSign { n, idx, stopsign });
+            }
+        }
         Ok(())
     }
 
@@ -265,34 +497,73 @@ impl SequencePaxos {
         self.batch.share();
         self.storage.append_entries(&self.batch)?;
         self.log_len += self.batch.len() as u64;
-        let n = self.ls.n_leader;
         let decided_idx = self.decided_idx;
-        let promised: Vec<usize> = (0..self.peers.len())
-            .filter(|&i| self.ls.peers[i].promise.is_some())
-            .collect();
+        let end = self.log_len;
+        // The followers that have everything before the batch; one still catching up gets
+        // these entries in its chunks (`continue_sync`).
+        for st in self.ls.peers.iter_mut() {
+            if st.promise.is_some() && st.sent_idx == start_idx {
+                st.sent_idx = end;
+            }
+        }
         // The next batch starts with room for one like this one, instead of growing (and
         // copying) its way up again.
         let next = Entries::with_capacity(self.batch.len(), self.batch.byte_len());
-        let mut batch = std::mem::replace(&mut self.batch, next);
-        for (k, &i) in promised.iter().enumerate() {
-            let entries = if k + 1 < promised.len() {
-                batch.clone()
+        let batch = std::mem::replace(&mut self.batch, next);
+        // Cut by bytes: one message when it surely fits (the usual case, nothing copied),
+        // otherwise in parts that each fit.
+        let budget = self.entry_budget();
+        if batch.byte_len().saturating_add(9 * batch.len()) <= budget {
+            self.send_batch_part(end, start_idx, batch, decided_idx);
+        } else {
+            let (mut from, mut cost) = (0usize, 0usize);
+            for k in 0..batch.len() {
+                let c = wire::entry_cost(batch.get(k).map_or(0, <[u8]>::len));
+                if k > from && cost + c > budget {
+                    let part = batch.slice(from, k);
+                    self.send_batch_part(end, start_idx + from as u64, part, decided_idx);
+                    (from, cost) = (k, 0);
+                }
+                cost += c;
+            }
+            let part = batch.slice(from, batch.len());
+            self.send_batch_part(end, start_idx + from as u64, part, decided_idx);
+        }
+        self.ls.decide_pending = false;
+        Ok(())
+    }
+
+    /// Sends `part` (entries from `part_start`) of a flushed batch ending at `end` to every
+    /// follower that has everything before the batch (`flush_batch` set its `sent_idx` to
+    /// `end`).
+    fn send_batch_part(&mut self, end: u64, part_start: u64, mut part: Entries, decided_idx: u64) {
+        // Shared, so that the clones below share its bytes.
+        part.share();
+        let n = self.ls.n_leader;
+        let current = |st: &PeerState| st.promise.is_some() && st.sent_idx == end;
+        let count = self.ls.peers.iter().filter(|st| current(st)).count();
+        let mut k = 0;
+        for i in 0..self.peers.len() {
+            if !current(&self.ls.peers[i]) {
+                continue;
+            }
+            k += 1;
+            let entries = if k < count {
+                part.clone()
             } else {
-                std::mem::take(&mut batch)
+                std::mem::take(&mut part)
             };
             let to = self.peers[i];
             self.send(
                 to,
                 PaxosMessage::AcceptDecide {
                     n,
-                    start_idx,
+                    start_idx: part_start,
                     entries,
                     decided_idx,
                 },
             );
         }
-        self.ls.decide_pending = false;
-        Ok(())
     }
 
     pub(super) fn handle_accepted(
@@ -315,7 +586,7 @@ impl SequencePaxos {
         st.accepted_idx = Some(st.accepted_idx.map_or(idx, |a| a.max(idx)));
         st.decided_idx = st.decided_idx.max(decided_idx);
         self.try_decide();
-        Ok(())
+        self.continue_sync(i)
     }
 
     /// Raises the decided index to what a majority has durably accepted.
@@ -355,36 +626,34 @@ impl SequencePaxos {
     /// Re-sends whatever a follower has not acknowledged since the previous resend tick.
     pub(super) fn leader_resend(&mut self) -> Result<()> {
         let n = self.ls.n_leader;
+        if self.phase == Phase::Prepare {
+            self.resend_pull()?;
+        }
         for i in 0..self.peers.len() {
             let to = self.peers[i];
-            let st = self.ls.peers[i].clone();
-            match (self.phase, st.promise, st.accepted_idx) {
+            let (promise, accepted_idx, at_last) = {
+                let st = &self.ls.peers[i];
+                (st.promise, st.accepted_idx, st.accepted_at_last_resend)
+            };
+            match (self.phase, promise, accepted_idx) {
                 (_, None, _) => self.send_prepare_to(to),
-                (Phase::Accept, Some(_), None) => self.send_accept_sync(i)?,
+                (Phase::Accept, Some(_), None) => {
+                    // Give the AcceptSync one full resend period to be answered.
+                    if std::mem::take(&mut self.ls.peers[i].sync_fresh) {
+                        continue;
+                    }
+                    self.send_accept_sync(i)?
+                }
                 (Phase::Accept, Some(_), Some(a)) => {
-                    let stalled = st.accepted_at_last_resend == Some(a);
-                    if a < self.log_len && stalled {
-                        let to_idx = self.log_len.min(a + self.limits.max_resend_entries as u64);
-                        if a >= self.compacted_idx {
-                            let entries = self.read_suffix(a, to_idx)?;
-                            self.send(
-                                to,
-                                PaxosMessage::AcceptDecide {
-                                    n,
-                                    start_idx: a,
-                                    entries,
-                                    decided_idx: self.decided_idx,
-                                },
-                            );
-                        }
-                    } else if let Some(stopsign) = self
-                        .stopsign
-                        .clone()
-                        .filter(|_| a == self.log_len && stalled)
-                    {
-                        // Every entry is there but the StopSign is not: send it again.
-                        let idx = self.log_len;
-                        self.send(to, PaxosMessage::AcceptStopSign { n, idx, stopsign });
+                    let stalled = at_last == Some(a);
+                    if a < self.accepted_len() && stalled {
+                        // Nothing acknowledged since the last tick: what was sent from `a`
+                        // on is taken as lost; send it again (entries, then the StopSign).
+                        let st = &mut self.ls.peers[i];
+                        st.sent_idx = a;
+                        st.chunks_in_flight.clear();
+                        st.bytes_in_flight = 0;
+                        self.continue_sync(i)?;
                     } else if a >= self.accepted_len() {
                         let decided_idx = self.decided_idx;
                         self.send(to, PaxosMessage::Decide { n, decided_idx });
@@ -395,5 +664,20 @@ impl SequencePaxos {
             }
         }
         Ok(())
+    }
+}
+
+/// Appends to the promised suffix `m` holds the part of `entries` (starting at
+/// `start_idx <= m.end()`) that extends it, never past the promised log's end.
+fn extend_promised(m: &mut MaxPromise, start_idx: u64, entries: &Entries) {
+    let end = m.end();
+    let their_end = start_idx.saturating_add(entries.len() as u64);
+    if start_idx > end || their_end <= end {
+        return;
+    }
+    let skip = (end - start_idx) as usize;
+    let upto = (their_end.min(m.accepted_idx).max(end) - start_idx) as usize;
+    if upto > skip {
+        m.suffix.extend_from_range(entries, skip, upto);
     }
 }

@@ -27,16 +27,64 @@
 //! followers synchronised later); from then on the node takes no more entries
 //! ([`Error::Stopped`]). A new leader that finds a StopSign among the promises adopts it
 //! with the log and finishes deciding it.
+//!
+//! ## Every message fits in `max_message_bytes`
+//!
+//! No message this module produces is larger than `max_message_bytes`, whatever the load
+//! or the gap: entries are counted in encoded bytes ([`wire::entry_cost`] each, plus
+//! [`wire::MESSAGE_OVERHEAD`] per message and [`wire::stopsign_cost`] for a StopSign), and
+//! `append` refuses an entry that could not fit alone ([`wire::max_entry_len`]).
+//!
+//! - *New entries*: a batch is flushed when it would outgrow a message (as well as at
+//!   `batch_size` entries), and a batch that does (entries buffered while preparing) goes
+//!   out as several AcceptDecide messages.
+//! - *Catching a follower up*: its AcceptSync carries only the first chunk of the log
+//!   from `sync_idx` (at most [`CATCHUP_CHUNK_BYTES`]); its `sync_idx` still says where the
+//!   follower's log is cut, and the follower's log is then a prefix of the leader's log in
+//!   this round, which is all an Accepted claims. The rest follows in AcceptDecide chunks
+//!   from what was sent, a window of chunks unacknowledged at a time (64 chunks, at most
+//!   [`CATCHUP_WINDOW_BYTES`], at least two chunks): each Accepted of the
+//!   follower releases the next one, so a lagging follower is caught up at the pace of
+//!   its link and disk while the other followers keep receiving their batches (new
+//!   batches go only to followers that have everything before them). A resend tick that
+//!   finds no progress sends again from the follower's accepted index, so a lost,
+//!   duplicated or reordered chunk only costs time. The StopSign goes out only after the
+//!   last entry (in the AcceptSync when that reaches the end of the log, else in an
+//!   AcceptStopSign), so a follower accepts it only right after the leader's last entry.
+//! - *Forwarded proposals* are cut to fit, the rest goes with the next flush.
+//! - *A Promise* carries the promiser's metadata (its round `n_accepted`, its log length
+//!   `accepted_idx`, its StopSign) and as much of the suffix the leader lacks as fits.
+//!   When the most recent log among the promises is not complete at the leader, the leader
+//!   pulls the rest from that promiser (a PullSuffix asks for a window of bytes, answered
+//!   by that many PromiseSuffix chunks; the next is asked once they are in), and adopts it
+//!   only when it holds all of it.
+//!
+//! Why pulling the promised suffix in parts is safe: the leader adopts exactly the log the
+//! unchunked protocol would adopt, the whole log of the promise with the highest
+//! `(n_accepted, accepted_idx)`, and it neither writes it nor enters the accept phase
+//! before it holds every entry of it (nothing is adopted from a prefix: entries past it
+//! may already be chosen). The promiser answers a PullSuffix only while it still has
+//! promised this very ballot and its round and log length are those of its Promise;
+//! having promised the ballot it accepts nothing from a lower one, and accepting from
+//! this or a higher one would change its round, so the entries it sends are the ones it
+//! promised with. The leader appends only the part that extends what it holds
+//! contiguously, so a lost, duplicated or reordered answer is harmless, and answers about
+//! another promise or another ballot are ignored. If the promiser stops answering (it
+//! crashed, or promised a higher ballot), the leader drops the partial suffix and collects
+//! promises again; a better promise that arrives meanwhile replaces it the same way
+//! (adopting the most recent log among any set of promises that includes a majority is
+//! what Paxos requires). The partial suffix is held in memory until it is adopted.
 
 mod follower;
 mod leader;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::entries::Entries;
 use crate::errors::{Error, Result, StorageError};
 use crate::messages::{Ballot, Body, Message, NodeId, PaxosMessage, StopSign};
 use crate::storage::Storage;
+use crate::wire;
 
 /// The role of a server in Sequence Paxos.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,7 +118,31 @@ pub(crate) struct PeerState {
     pub accepted_at_last_resend: Option<u64>,
     /// The follower's durable decided index, as its last Accepted reported it.
     pub decided_idx: u64,
+    /// Everything below this accepted length was sent to the follower in this round (a
+    /// StopSign counts as one more slot). The next catch-up chunk starts here; a new batch
+    /// goes to the follower only when this is the log's end.
+    pub sent_idx: u64,
+    /// The catch-up chunks sent and not yet acknowledged: (end, encoded bytes of its
+    /// entries), in order; the next goes out when an Accepted frees room in the window
+    /// (see [`CATCHUP_WINDOW_BYTES`]).
+    pub chunks_in_flight: VecDeque<(u64, usize)>,
+    /// The bytes of `chunks_in_flight`.
+    pub bytes_in_flight: usize,
+    /// An AcceptSync went out since the last resend tick (its answer may still come).
+    pub sync_fresh: bool,
 }
+
+/// Catch-up bytes unacknowledged at a time per lagging follower, at most (see
+/// [`SequencePaxos::catchup_window`]): enough to keep a link busy while the follower
+/// writes, little enough that the other followers keep being served and a transfer's
+/// memory stays small.
+pub(crate) const CATCHUP_WINDOW_BYTES: usize = 2 << 20;
+
+/// The most bytes of entries in one catch-up chunk (AcceptSync, the AcceptDecide messages
+/// that complete it, a Promise, a PromiseSuffix), when `max_message_bytes` allows that
+/// much: large enough that the per-message costs (one storage append and one Accepted
+/// per chunk) do not matter, small enough to keep the memory of a transfer low.
+pub(crate) const CATCHUP_CHUNK_BYTES: usize = 1 << 20;
 
 /// The part of a Promise the leader keeps.
 #[derive(Clone, Copy, Debug)]
@@ -96,14 +168,40 @@ pub(crate) struct LeaderState {
     pub decide_pending: bool,
 }
 
-/// The most recent log among the promises.
+/// The most recent log among the promises, as much of its suffix as the leader holds so
+/// far (the rest is pulled from `from` with PullSuffix).
 #[derive(Debug)]
 pub(crate) struct MaxPromise {
+    /// The promiser.
+    pub from: NodeId,
     pub n_accepted: Ballot,
     pub accepted_idx: u64,
     pub suffix_idx: u64,
     pub suffix: Entries,
     pub stopsign: Option<StopSign>,
+    /// The `from_idx` of the PullSuffix outstanding (`None`: none is).
+    pub requested: Option<u64>,
+    /// Bytes received for the outstanding PullSuffix (the next one goes out once the
+    /// whole answer, `catchup_window` bytes, is in).
+    pub pull_received: usize,
+    /// Answer chunks that arrived ahead of a gap (reordered, or one before them lost), by
+    /// start index, used once the gap is filled; at most `pull_received` bytes.
+    pub ahead: std::collections::BTreeMap<u64, Entries>,
+    /// `end()` at the previous resend tick, and resend ticks in a row without progress.
+    pub end_at_last_resend: u64,
+    pub stalled_ticks: u32,
+}
+
+impl MaxPromise {
+    /// One past the last entry of the suffix the leader holds.
+    pub fn end(&self) -> u64 {
+        self.suffix_idx.saturating_add(self.suffix.len() as u64)
+    }
+
+    /// Whether the leader holds the whole promised log.
+    pub fn complete(&self) -> bool {
+        self.end() >= self.accepted_idx
+    }
 }
 
 /// Proposals appended at this node that wait for the leader to take them.
@@ -131,6 +229,9 @@ pub struct Limits {
     pub batch_size: usize,
     /// Entries re-sent at most in one resend message.
     pub max_resend_entries: usize,
+    /// The largest message this node may send (and receives): every message it produces
+    /// is cut to fit (see [`crate::wire::MESSAGE_OVERHEAD`]).
+    pub max_message_bytes: usize,
 }
 
 /// The replication half of a server.
@@ -139,6 +240,8 @@ pub struct SequencePaxos {
     peers: Vec<NodeId>,
     majority: usize,
     limits: Limits,
+    /// [`wire::max_entry_len`] of `limits.max_message_bytes`.
+    max_entry_len: usize,
     storage: Box<dyn Storage>,
     role: Role,
     phase: Phase,
@@ -176,6 +279,10 @@ pub struct SequencePaxos {
     forward_dedup: ForwardDedup,
     /// Follower: an Accepted is owed to the leader.
     accepted_pending: bool,
+    /// Follower: chunks of round `reorder.0` that arrived ahead of a gap (reordered, or an
+    /// earlier one lost), by start index, applied once the gap is filled; at most a
+    /// catch-up window of bytes (`reorder.2`).
+    reorder: (Ballot, std::collections::BTreeMap<u64, Entries>, usize),
     /// Per forwarder: (session, next_seq) to acknowledge.
     acks_pending: Vec<(NodeId, u64, u64)>,
     /// Follower: the election finds the owner of our promise gone, so a lower Prepare is
@@ -202,6 +309,7 @@ impl SequencePaxos {
         let mut sp = SequencePaxos {
             pid,
             majority,
+            max_entry_len: wire::max_entry_len(limits.max_message_bytes),
             limits,
             storage,
             role: Role::Follower,
@@ -229,6 +337,7 @@ impl SequencePaxos {
             },
             forward_dedup: HashMap::new(),
             accepted_pending: false,
+            reorder: Default::default(),
             acks_pending: Vec::new(),
             promise_owner_gone: false,
             refused: None,
@@ -264,6 +373,7 @@ impl SequencePaxos {
         self.batch.clear();
         self.pending_stopsign = None;
         self.accepted_pending = false;
+        self.reorder = Default::default();
         self.acks_pending.clear();
         self.decided_sync_due = false;
         self.released_early = false;
@@ -360,6 +470,14 @@ impl SequencePaxos {
     /// Appends a proposal: into the leader's batch, the prepare-phase buffer, or the
     /// forwarding queue.
     pub fn append(&mut self, entry: &[u8]) -> Result<()> {
+        if entry.len() > self.max_entry_len {
+            return Err(Error::InvalidArgument(format!(
+                "an entry of {} bytes can never be sent: max_message_bytes is {} (entries up to {} bytes fit)",
+                entry.len(),
+                self.limits.max_message_bytes,
+                self.max_entry_len
+            )));
+        }
         if self.stopsign_proposed() {
             return Err(Error::Stopped);
         }
@@ -374,6 +492,16 @@ impl SequencePaxos {
                     return Err(Error::BufferFull {
                         capacity: self.limits.buffer_size,
                     });
+                }
+                // A batch is cut by bytes as well as by count: one that would outgrow a
+                // message goes out first (an estimate: 9 bytes at most per entry length).
+                let cost = self
+                    .batch
+                    .byte_len()
+                    .saturating_add(9 * self.batch.len())
+                    .saturating_add(wire::entry_cost(entry.len()));
+                if !self.batch.is_empty() && cost > self.entry_budget() {
+                    self.flush_batch()?;
                 }
                 self.batch.push(entry);
                 if self.batch.len() >= self.limits.batch_size {
@@ -445,7 +573,22 @@ impl SequencePaxos {
             return;
         }
         let from = (f.sent_upto - f.first_seq) as usize;
-        let to = f.queue.len().min(from + self.limits.max_resend_entries);
+        let max_to = f.queue.len().min(from + self.limits.max_resend_entries);
+        // As many as fit in one message (the rest goes with the next flush).
+        let budget = self.entry_budget();
+        let mut cost = 0usize;
+        let mut to = from;
+        for e in f.queue.iter().skip(from).take(max_to - from) {
+            cost = cost.saturating_add(wire::entry_cost(e.len()));
+            if cost > budget {
+                break;
+            }
+            to += 1;
+        }
+        if to == from {
+            // Unreachable: `append` refuses an entry that does not fit in a message.
+            return;
+        }
         let entries = f.queue.slice(from, to);
         let msg = PaxosMessage::ProposalForward {
             session: f.session,
@@ -597,6 +740,20 @@ impl SequencePaxos {
                 }
                 Ok(())
             }
+            PaxosMessage::PullSuffix {
+                n,
+                n_accepted,
+                accepted_idx,
+                from_idx,
+                max_bytes,
+            } => self.handle_pull_suffix(from, n, n_accepted, accepted_idx, from_idx, max_bytes),
+            PaxosMessage::PromiseSuffix {
+                n,
+                n_accepted,
+                accepted_idx,
+                start_idx,
+                entries,
+            } => self.handle_promise_suffix(from, n, n_accepted, accepted_idx, start_idx, entries),
         }
     }
 
@@ -949,11 +1106,49 @@ impl SequencePaxos {
         Ok(())
     }
 
-    /// Reads entries `from..to` from storage into a new buffer (empty when `from >= to`).
-    fn read_suffix(&self, from: u64, to: u64) -> Result<Entries> {
+    /// The bytes of entries (see [`wire::entry_cost`]) one message may carry.
+    fn entry_budget(&self) -> usize {
+        self.limits
+            .max_message_bytes
+            .saturating_sub(wire::MESSAGE_OVERHEAD)
+    }
+
+    /// The bytes of entries one catch-up chunk carries (see [`CATCHUP_CHUNK_BYTES`]).
+    fn chunk_budget(&self) -> usize {
+        self.entry_budget().min(CATCHUP_CHUNK_BYTES)
+    }
+
+    /// The bytes of catch-up chunks in flight to one follower (or asked for at once from a
+    /// promiser): 64 chunks, at most [`CATCHUP_WINDOW_BYTES`], at least two chunks.
+    fn catchup_window(&self) -> usize {
+        let c = self.chunk_budget();
+        (64 * c).min(CATCHUP_WINDOW_BYTES).max(2 * c)
+    }
+
+    /// Reads entries from `from` (up to `to`), as many as fit in `budget` bytes counted with
+    /// [`wire::entry_cost`]; fewer than one when the first does not fit.
+    fn read_chunk(&self, from: u64, to: u64, budget: usize) -> Result<Entries> {
         let mut out = Entries::new();
-        if from < to {
-            self.storage.read_entries(from, to, &mut out)?;
+        let mut cost = 0usize;
+        let mut at = from;
+        // Read a few entries first, then as many as the average size so far says still fit
+        // (so a read never goes much past the budget).
+        let mut step: u64 = 16;
+        while at < to {
+            let end = to.min(at.saturating_add(step));
+            let before = out.len();
+            self.storage.read_entries(at, end, &mut out)?;
+            for k in before..out.len() {
+                let c = wire::entry_cost(out.get(k).map_or(0, <[u8]>::len));
+                if cost.saturating_add(c) > budget {
+                    out.truncate(k);
+                    return Ok(out);
+                }
+                cost += c;
+            }
+            at = end;
+            let avg = (cost / out.len().max(1)).max(1);
+            step = ((budget - cost) / avg + 1).clamp(1, 1 << 16) as u64;
         }
         Ok(out)
     }

@@ -586,6 +586,13 @@ impl Cluster {
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, bytes: Vec<u8>) {
+        // Whatever the load or the gap, no message the library produces exceeds the limit.
+        let max = self.configs[&from].max_message_bytes;
+        assert!(
+            bytes.len() <= max,
+            "node {from} sent a message of {} bytes to {to}, above its max_message_bytes {max}",
+            bytes.len()
+        );
         if self.cut.contains(&(from, to)) {
             return;
         }

@@ -393,8 +393,11 @@ class OmniPaxos:
         At the leader it goes into the next batch; at a follower it is forwarded to the
         leader; with no leader known it waits in a buffer. Raises
         :class:`~omnipaxos.BufferFullError` when that buffer is full (retry later) and
-        :class:`~omnipaxos.StoppedError` after a StopSign. Being appended is not being
-        decided: watch :attr:`decided_idx` / :meth:`read_decided` for the entry.
+        :class:`~omnipaxos.StoppedError` after a StopSign, and
+        :class:`~omnipaxos.InvalidArgumentError` for an entry that cannot fit in one
+        message (longer than ``max_message_bytes`` less 128 bytes and its length prefix).
+        Being appended is not being decided: watch :attr:`decided_idx` /
+        :meth:`read_decided` for the entry.
         """
         raw = _as_bytes(data, "data")
         self._call(self._lib.omnipaxos_append, raw, len(raw))
