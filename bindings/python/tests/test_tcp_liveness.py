@@ -30,8 +30,10 @@ The figures are printed (``-s``).
 
 Set OMNIPAXOS_TCP_SEED to replay a schedule (the seed is printed on failure; the timing of
 real processes is not replayed), OMNIPAXOS_TCP_FAULT_SECONDS to change the length of the
-fault phase, OMNIPAXOS_TCP_ELECTION_TICKS the election timeout (in 5 ms ticks) and
-OMNIPAXOS_TCP_KEEP=1 to keep the working directory.
+fault phase, OMNIPAXOS_TCP_ELECTION_TICKS the election timeout (in 5 ms ticks),
+OMNIPAXOS_TCP_FAULTS the kinds of fault (comma separated, default
+``pause,kill,deaf,mute,link-out,link-in``) and OMNIPAXOS_TCP_KEEP=1 to keep the working
+directory.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ ELECTION_TICKS = int(os.environ.get("OMNIPAXOS_TCP_ELECTION_TICKS", "20"))  # x 
 RATE = 200  # entries per second per node
 FAULT_SECONDS = float(os.environ.get("OMNIPAXOS_TCP_FAULT_SECONDS", "16"))
 KEEP = os.environ.get("OMNIPAXOS_TCP_KEEP") == "1"
+KINDS = ("pause", "kill", "deaf", "mute", "link-out", "link-in")
+FAULTS = os.environ.get("OMNIPAXOS_TCP_FAULTS", ",".join(KINDS)).split(",")
 
 START_TIMEOUT = 30.0  # five processes up, a leader and decisions (2 busy cores)
 DECIDE_BOUND = 5.0  # after the last heal, new decisions
@@ -280,7 +284,7 @@ class TcpCluster:
             victim = leader
         else:
             victim = rng.choice([p for p in PIDS if p != leader])
-        kind = rng.choice(["pause", "kill", "deaf", "mute", "link-out", "link-in"])
+        kind = rng.choice(FAULTS)
         peer = rng.choice([p for p in PIDS if p != victim])
         duration = rng.uniform(0.1, 2.0)
         fault = Fault(kind, victim, victim == leader, time.time())
@@ -355,6 +359,8 @@ def fmt(values: List[float]) -> str:
 
 def run(cluster: TcpCluster) -> str:
     """The scenario; returns the figures."""
+    unknown = set(FAULTS) - set(KINDS)
+    assert not unknown, f"OMNIPAXOS_TCP_FAULTS: unknown kinds {unknown}"
     for pid in PIDS:
         cluster.start(pid)
     cluster.wait(
