@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""One node of the crash test (test_crash_recovery.py): its own OS process, talking TCP.
+"""One node of the crash test (test_crash_recovery.py) and of the liveness test over TCP
+(test_tcp_liveness.py): its own OS process, talking TCP.
 
 The node runs on persistent storage with ``sync = always`` and appends a continuous stream
 of small unique entries while it runs, so that a SIGKILL sent by the test lands in the
@@ -19,8 +20,15 @@ middle of storage writes. It writes what it knows to files in ``--dir`` (``N`` i
   decided_idx, ...), read by the test to pick a victim and to watch progress.
 * ``nN.gG.final``: on SIGTERM, the whole log like ``.recovered``; then the process
   exits 0.
+* ``nN.leaders``: one line ``<unix time><TAB><gen><TAB><leader><TAB><n><TAB><priority>
+  <TAB><pid>`` appended (not fsynced) whenever, at a tick, the leader or its ballot
+  ``(n, priority, pid)`` differs from the last one this process logged (0s when no leader
+  is known), the first before the first status; read by test_tcp_liveness.py.
 
 SIGUSR1 stops the appends (the test then waits for the nodes to agree on one log).
+SIGUSR2 re-reads ``nN.cut``: the pids (whitespace separated) this node drops every message
+to, while its connections stay up (one-way cuts; a missing file is no cut). A pid that
+leaves the set gets ``reconnected()``, as after a network partition heals.
 
 Entries are ``<pid>:<gen>:<counter>|<filler>``, 16 to 64 bytes, appended in batches of 50
 to 200 at up to ``--rate`` entries per second. Flow control: at most ``--window`` entries
@@ -36,6 +44,7 @@ Standard library plus the binding only; self-contained (the test does not depend
 examples' code).
 
 Usage: crash_node.py --pid 1 --ports 1=P1,2=P2,3=P3 --dir DIR --gen 0 [--recover]
+(any number of nodes: one pid=port per node in --ports)
 """
 
 from __future__ import annotations
@@ -51,7 +60,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set
 
 import omnipaxos
 
@@ -136,6 +145,7 @@ class Flags:
 
     running = True
     quiesced = False
+    reread_cut = True
 
 
 class CrashNode:
@@ -189,6 +199,13 @@ class CrashNode:
         self.sel.register(self.listener, selectors.EVENT_READ, ("listen", None))
         self.links = {p: Link(p, port) for p, port in self.ports.items() if p != self.pid}
         self.own_prefix = b"%d:%d:" % (self.pid, self.gen)
+        self.cut: Set[int] = set()  # peers every message to is dropped
+        self.last_leader: Optional[tuple] = None
+        self.leaders_fd = os.open(
+            os.path.join(self.dir, f"n{self.pid}.leaders"),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+            0o644,
+        )
 
     def path(self, kind: str) -> str:
         return os.path.join(self.dir, f"n{self.pid}.g{self.gen}.{kind}")
@@ -290,7 +307,7 @@ class CrashNode:
 
     def send(self, to: int, data: bytes) -> None:
         link = self.links.get(to)
-        if link is None:
+        if link is None or to in self.cut:
             return
         if link.state != "up":
             link.lost = True  # dropped: the protocol re-sends, reconnected() re-syncs
@@ -384,6 +401,27 @@ class CrashNode:
         os.fsync(self.report_fd)
         self.reported += len(batch)
 
+    def read_cut(self) -> None:
+        self.flags.reread_cut = False
+        try:
+            with open(os.path.join(self.dir, f"n{self.pid}.cut")) as f:
+                cut = {int(p) for p in f.read().split()}
+        except FileNotFoundError:
+            cut = set()
+        for p in sorted(self.cut - cut):
+            if p in self.links:
+                self.node.reconnected(p)
+        self.cut = cut
+
+    def log_leader(self) -> None:
+        ballot = self.node.ballot
+        now = (self.node.leader or 0,)
+        now += (ballot.n, ballot.priority, ballot.pid) if ballot else (0, 0, 0)
+        if now != self.last_leader:
+            self.last_leader = now
+            line = "\t".join(map(str, now))
+            write_all(self.leaders_fd, f"{time.time():.4f}\t{self.gen}\t{line}\n".encode())
+
     def write_status(self) -> None:
         status = {
             "pid": self.pid,
@@ -428,8 +466,11 @@ class CrashNode:
             else:
                 self.on_inbound(obj)
         now = time.monotonic()
+        if self.flags.reread_cut:
+            self.read_cut()
         if now >= self.next_tick:
             self.node.tick()
+            self.log_leader()
             self.next_tick += TICK
             if now >= self.next_tick:  # behind (a slow iteration): do not burst
                 self.next_tick = now + TICK
@@ -476,9 +517,14 @@ def main() -> int:
     def quiesce(signum: int, frame: object) -> None:
         flags.quiesced = True
 
+    def reread_cut(signum: int, frame: object) -> None:
+        flags.reread_cut = True
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR1, quiesce)
+    signal.signal(signal.SIGUSR2, reread_cut)
     node = CrashNode(args, flags)
+    node.log_leader()  # before the first status, which may already name a leader
     node.write_status()
     node.run()
     if not flags.running:  # SIGTERM: a clean stop
