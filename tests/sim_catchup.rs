@@ -449,13 +449,18 @@ fn catch_up_with_crashes_on_persistent_storage() {
         // A crash each time it has caught up another 600 entries (about 450 KB).
         let d3 = nodes[2].as_mut().map_or(0, |n| n.decided_idx().unwrap());
         if tick > 600 && crashes < 4 && d3 >= 600 * (crashes + 1) && d3 < total {
-            nodes[2] = None;
+            // A crash, not a clean close (dropping a node would write what it owes).
+            if let Some(n) = nodes[2].take() {
+                n.debug_crash();
+            }
             crashes += 1;
             session += 1;
             nodes[2] = Some(disk_node(3, &dirs[2], session, true));
         }
         if tick == 1 {
-            nodes[2] = None;
+            if let Some(n) = nodes[2].take() {
+                n.debug_crash();
+            }
         }
         for (to, bytes) in std::mem::take(&mut in_flight) {
             if let Some(n) = nodes[to as usize - 1].as_mut() {

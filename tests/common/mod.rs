@@ -375,7 +375,10 @@ impl Cluster {
 
     /// Crash: the node stops, its uncommitted writes are lost, messages to it are dropped.
     pub fn crash(&mut self, pid: NodeId) {
-        self.nodes.insert(pid, None);
+        // A crash, not a clean close: dropping a node normally writes what it owes.
+        if let Some(Some(node)) = self.nodes.insert(pid, None) {
+            node.debug_crash();
+        }
         self.paused.remove(&pid);
         self.held.remove(&pid);
         self.storages[&pid].crash();
