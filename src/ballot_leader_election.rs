@@ -294,11 +294,6 @@ impl BallotLeaderElection {
         out.append(&mut self.outgoing);
     }
 
-    /// Whether this server sees a live leader (or leads with a quorum).
-    pub fn is_content(&self) -> bool {
-        self.content
-    }
-
     // ----- internals ------------------------------------------------------------------
 
     /// This server's status as its heartbeats carry it.
