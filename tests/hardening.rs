@@ -303,24 +303,30 @@ fn full_disk_child(dir: &Path) {
     }
 }
 
+/// Appends batches of 20 numbered entries and commits each until a commit fails (the disk
+/// is full); `committed` counts what was committed. Returns the error.
+fn fill_until_full(s: &mut PersistentStorage, committed: &mut u64) -> omnipaxos::StorageError {
+    loop {
+        let mut e = Entries::new();
+        for k in 0..20 {
+            e.push(&entry(*committed + k));
+        }
+        s.append_entries(&e).unwrap();
+        match s.commit() {
+            Ok(()) => *committed += 20,
+            Err(err) => return err,
+        }
+        assert!(*committed < 100_000, "the disk never filled up");
+    }
+}
+
 fn full_disk_case(dir: &Path, seg: usize) {
     let data = dir.join("data");
     let filler = dir.join("filler");
     fs::write(&filler, vec![7u8; 1 << 20]).unwrap();
     let mut s = PersistentStorage::open(&data, SyncPolicy::Always, seg).unwrap();
     let mut committed = 0u64;
-    let err = loop {
-        let mut e = Entries::new();
-        for k in 0..20 {
-            e.push(&entry(committed + k));
-        }
-        s.append_entries(&e).unwrap();
-        match s.commit() {
-            Ok(()) => committed += 20,
-            Err(err) => break err,
-        }
-        assert!(committed < 100_000, "the disk never filled up");
-    };
+    let err = fill_until_full(&mut s, &mut committed);
     println!("FULL after {committed} entries: {err}");
     assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
     // Failing again is cheap: no repair, no fsync, and fast.
@@ -354,20 +360,8 @@ fn full_disk_case(dir: &Path, seg: usize) {
     println!("RESUMED in place: {committed} entries");
     // Full again (as far as a filler fits).
     let _ = fs::write(&filler, vec![7u8; 1 << 20]);
-    loop {
-        let mut e = Entries::new();
-        for k in 0..20 {
-            e.push(&entry(committed + k));
-        }
-        s.append_entries(&e).unwrap();
-        match s.commit() {
-            Ok(()) => committed += 20,
-            Err(err) => {
-                assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
-                break;
-            }
-        }
-    }
+    let err = fill_until_full(&mut s, &mut committed);
+    assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
     // Reopening while the disk is still full: an error or a working storage, never a
     // signal (the batch that did not fit is lost: it was never committed).
     drop(s);

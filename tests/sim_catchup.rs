@@ -142,6 +142,23 @@ fn leader_change_in_the_middle_of_a_catch_up() {
     }
 }
 
+/// Three servers with priorities 1 > 3 > 2, server 1 leading; server 3 is cut off while
+/// `entries` entries of up to 1.5 KB are loaded at server 1. Returns the cluster (still
+/// partitioned) and the proposal counter.
+fn server_3_left_behind(seed: u64, entries: u64) -> (Cluster, u64) {
+    let mut c = small_cluster(3, seed, |p| match p {
+        1 => 10,
+        3 => 5,
+        _ => 1,
+    });
+    c.elect(20 * ELECTION).expect("elected");
+    c.cut_link(3, 1);
+    c.cut_link(3, 2);
+    let mut k = 0;
+    load(&mut c, 1, entries, 1500, &mut k);
+    (c, k)
+}
+
 #[test]
 fn a_recovering_leader_collects_a_large_suffix() {
     // Server 3 is cut off while servers 1 and 2 accept ~1.5 MB; then server 1 dies and
@@ -149,16 +166,7 @@ fn a_recovering_leader_collects_a_large_suffix() {
     // among the promises is server 2's, whose suffix takes hundreds of 4 KiB messages.
     // Seeds 4-9 pull it over a lossy, duplicating, reordering network.
     for seed in 1..=9u64 {
-        let mut c = small_cluster(3, seed, |p| match p {
-            1 => 10,
-            3 => 5,
-            _ => 1,
-        });
-        c.elect(20 * ELECTION).expect("elected");
-        c.cut_link(3, 1);
-        c.cut_link(3, 2);
-        let mut k = 0;
-        load(&mut c, 1, 2000, 1500, &mut k);
+        let (mut c, mut k) = server_3_left_behind(seed, 2000);
         // Entries accepted by server 2 but maybe not decided yet: server 1 crashes with
         // its last batch in flight.
         for _ in 0..40 {
@@ -215,16 +223,7 @@ fn a_promiser_crashing_while_its_suffix_is_pulled() {
     // collects promises again and finishes.
     let mut interrupted = 0;
     for seed in 1..=3u64 {
-        let mut c = small_cluster(3, seed, |p| match p {
-            1 => 10,
-            3 => 5,
-            _ => 1,
-        });
-        c.elect(20 * ELECTION).expect("elected");
-        c.cut_link(3, 1);
-        c.cut_link(3, 2);
-        let mut k = 0;
-        load(&mut c, 1, 3000, 1500, &mut k);
+        let (mut c, _) = server_3_left_behind(seed, 3000);
         c.crash(1);
         let chosen = c.max_decided();
         c.heal();
